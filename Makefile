@@ -1,0 +1,50 @@
+# The two commands a user runs: `make run` and `make test` (both create .venv when needed).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+INSTALLED := $(VENV)/.installed
+# Run the project's tools (dvc, medcls, mlflow, prefect) from the virtual environment.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: run test lint format ui prefect-ui serve clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## run: install, run the pipeline (DVC) on the default data, score a demo inbox (Prefect), say where to look
+run: $(INSTALLED)
+	dvc repro
+	medcls demo-inbox
+	python -m flows.scoring
+	@echo
+	@medcls summary
+
+## test: lint and the test suite
+test: $(INSTALLED) lint
+	python -m pytest
+
+lint: $(INSTALLED)
+	ruff check .
+	ruff format --check .
+
+format: $(INSTALLED)
+	ruff check --fix .
+	ruff format .
+
+## ui: the MLflow UI on http://127.0.0.1:5000 (compare runs, see the registry)
+ui: $(INSTALLED)
+	mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+## prefect-ui: a local Prefect server and UI on http://127.0.0.1:4200
+prefect-ui: $(INSTALLED)
+	prefect server start
+
+## serve: run the scheduled deployments (retraining, scoring) from this machine
+serve: $(INSTALLED)
+	medcls serve
+
+## clean: remove pipeline outputs (data/raw etc.); DVC's cache and the MLflow store are kept
+clean:
+	rm -rf data/raw data/processed models reports outputs dvc_plots

@@ -1,0 +1,1 @@
+"""Prefect wiring of the medcls pipeline: flows call the same steps as `dvc.yaml` does."""

@@ -1,0 +1,5 @@
+import sys
+
+from medcls.cli import main
+
+sys.exit(main())

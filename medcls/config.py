@@ -1,0 +1,240 @@
+"""Typed configuration: `params.yaml` is parsed here, once, into frozen models.
+
+Stages never read `params.yaml`; they take the section they need. Unknown keys are errors, so a
+typo fails loudly instead of silently falling back to a default.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal, NamedTuple
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from medcls.errors import ConfigError
+
+SOURCE_SCHEMES = ("synthetic", "medmnist", "folder")
+SPLITS = ("train", "val", "test")
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataSource(NamedTuple):
+    """`data.source` split into its scheme and location (empty for `synthetic`)."""
+
+    scheme: str
+    location: str
+
+    def path(self, base_dir: Path) -> Path:
+        """The location as a path, relative locations taken from `base_dir` (the params file's)."""
+        return (base_dir / self.location).resolve()
+
+
+def parse_source(value: str) -> DataSource:
+    """Split a `data.source` URI such as `folder:../shared/data/chest_xray`."""
+    scheme, _, location = value.partition(":")
+    if scheme not in SOURCE_SCHEMES:
+        expected = ", ".join(f"{s}:" if s != "synthetic" else s for s in SOURCE_SCHEMES)
+        raise ValueError(f"unknown source scheme {scheme!r} (expected one of {expected})")
+    if scheme == "synthetic" and location:
+        raise ValueError("'synthetic' takes no location")
+    if scheme != "synthetic" and not location:
+        raise ValueError(f"'{scheme}:' needs a location, e.g. {scheme}:path/to/data")
+    return DataSource(scheme, location)
+
+
+class SyntheticConfig(_Section):
+    """The embedded default data set: generated, deterministic from the seed."""
+
+    patients: int = Field(420, ge=12)
+    images_per_patient: tuple[PositiveInt, PositiveInt] = (1, 6)
+    image_size: int = Field(64, ge=32, le=512)
+    # Lesion contrast relative to the anatomy; lower is harder.
+    lesion_strength: float = Field(1.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _ordered_range(self) -> SyntheticConfig:
+        low, high = self.images_per_patient
+        if low > high:
+            raise ValueError(f"images_per_patient: {low} > {high}")
+        return self
+
+
+class DataConfig(_Section):
+    source: str = "synthetic"
+    # Class names for sources that store label indices (MedMNIST); index i names label i.
+    class_names: list[str] | None = None
+    # Regex over file names that finds the patient (group 1 if present); unmatched files are
+    # their own patient. The default knows the Kermany chest X-ray names, where `IM-NNNN` and
+    # `NORMAL2-IM-NNNN` are two numbering series (different patients).
+    patient_pattern: str = r"(person\d+|(?:NORMAL2-)?IM-\d+)"
+    val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    synthetic: SyntheticConfig = SyntheticConfig()
+
+    @field_validator("source")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        parse_source(value)
+        return value
+
+    @field_validator("patient_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @property
+    def parsed_source(self) -> DataSource:
+        return parse_source(self.source)
+
+
+class ValidateConfig(_Section):
+    # Labels the data must use; null means "whatever the source has".
+    expected_labels: list[str] | None = None
+    min_images_per_class: int = Field(5, ge=1)
+    # Smallest class as a fraction of the training split.
+    min_class_fraction: Fraction = 0.02
+    image_size_range: tuple[PositiveInt, PositiveInt] = (16, 8192)
+    allowed_channels: list[Literal[1, 3, 4]] = [1, 3]
+    # Per-image intensity standard deviation (8-bit scale) below which an image is "constant".
+    min_intensity_std: float = Field(1.0, ge=0.0)
+    # An image or patient in two splits leaks test data into training. Only a split given by the
+    # source can leak (medcls splits by patient), and official splits do (chest X-ray, BloodMNIST):
+    # by default it is reported as a warning so results stay comparable with published ones.
+    leakage: Literal["fail", "warn"] = "warn"
+
+
+class PreprocessConfig(_Section):
+    """The input contract: the same values drive training and scoring (saved with the model)."""
+
+    image_size: int = Field(32, ge=8, le=1024)
+    # "auto": RGB if the data holds colour images, else grayscale.
+    channels: Literal["auto", 1, 3] = "auto"
+    resize: Literal["pad", "stretch"] = "pad"
+    clahe: bool = True
+    clahe_clip_limit: float = Field(2.0, gt=0.0)
+    clahe_tile_grid: int = Field(4, ge=1, le=64)
+    denoise: bool = False
+    denoise_strength: float = Field(5.0, gt=0.0)
+    # "percentile": stretch the 0.5-99.5 percentile range to 0-255 per image (removes exposure
+    # differences between devices); "none": keep intensities.
+    normalize: Literal["percentile", "none"] = "percentile"
+    workers: int = Field(0, ge=0)  # 0: one per core
+
+
+class AugmentConfig(_Section):
+    rotation_degrees: float = Field(8.0, ge=0.0, le=180.0)
+    shift_fraction: Fraction = 0.06
+    contrast: Fraction = 0.1
+    # Off by default: laterality matters in chest X-rays.
+    horizontal_flip: bool = False
+
+
+class TrainConfig(_Section):
+    epochs: PositiveInt = 15
+    batch_size: PositiveInt = 64
+    learning_rate: float = Field(2e-3, gt=0.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    # Feature extractor: one residual stage per width, halving the resolution between stages.
+    widths: list[PositiveInt] = Field(default=[24, 48, 96], min_length=1)
+    blocks_per_stage: PositiveInt = 1
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    class_weights: bool = True
+    early_stopping_patience: PositiveInt = 5
+    augment: AugmentConfig = AugmentConfig()
+    experiment: str = Field("medcls", min_length=1)
+
+
+class EvaluateConfig(_Section):
+    calibration_bins: int = Field(15, ge=2, le=100)
+
+
+class RegistryConfig(_Section):
+    model_name: str = Field("medcls", min_length=1)
+    # A candidate replaces production only if its validation AUC is higher by at least this.
+    min_auc_improvement: float = Field(0.0, ge=0.0)
+
+
+class ScoreConfig(_Section):
+    inbox: str = "data/inbox"
+    output_dir: str = "outputs"
+    confidence_threshold: Fraction = 0.8
+    batch_size: PositiveInt = 64
+    # How many held-out test images `medcls demo-inbox` copies into the inbox.
+    demo_images: PositiveInt = 24
+
+
+class ScheduleConfig(_Section):
+    """Cron schedules of the Prefect deployments (kept apart so changing them retrains nothing)."""
+
+    training: str = "0 2 * * 0"
+    scoring: str = "*/15 * * * *"
+
+
+class Params(_Section):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    seed: int = 42
+    data: DataConfig = DataConfig()
+    validation: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    preprocess: PreprocessConfig = PreprocessConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    registry: RegistryConfig = RegistryConfig()
+    score: ScoreConfig = ScoreConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+
+    def flat(self) -> dict[str, object]:
+        """Every value under its dotted params.yaml key, for experiment tracking."""
+        return _flatten(self.model_dump(by_alias=True, mode="json"))
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    """Read and check `params.yaml`; any problem becomes one ConfigError line naming the key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe_errors(exc)}") from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """Pydantic's errors as one line: `train.epochs: Input should be greater than 0 (got -1)`."""
+    parts = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            parts.append(f"{key}: unknown key")
+        else:
+            parts.append(f"{key}: {message} (got {error.get('input')!r})")
+    return "; ".join(parts)

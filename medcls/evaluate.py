@@ -1,0 +1,134 @@
+"""Evaluate stage: metrics on the validation and test splits, plots, all logged to the training run.
+
+`auc` is the macro one-vs-rest ROC AUC and `acc` the top-1 accuracy, computed as MedMNIST does
+(for two classes the macro AUC equals the positive class's AUC), so the figures compare with
+the MedMNIST v2 benchmark.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medcls.config import EvaluateConfig
+from medcls.files import write_json, write_table
+from medcls.plots import save_confusion_matrix, save_reliability_diagram, save_roc_curves, save_training_curves
+from medcls.preprocess import load_split
+from medcls.train import MODEL_FILE, load_training
+
+EVALUATED_SPLITS = ("val", "test")
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    metrics_path: Path
+    plots_dir: Path
+    metrics: dict
+
+
+def evaluate_model(
+    cfg: EvaluateConfig, model_dir: Path, processed_dir: Path, metrics_path: Path, plots_dir: Path, history_path: Path
+) -> EvaluationResult:
+    """Predict val and test, write `metrics.json` and the plots, log both to the MLflow run."""
+    import keras
+
+    training = load_training(model_dir)
+    class_names = training["class_names"]
+    model = keras.saving.load_model(model_dir / MODEL_FILE)
+    metrics, outcomes = {}, {}
+    for split in EVALUATED_SPLITS:
+        x, y, _ = load_split(processed_dir, split)
+        probabilities = model.predict(x.astype(np.float32), batch_size=256, verbose=0)
+        metrics[split] = classification_metrics(y, probabilities, class_names, cfg.calibration_bins)
+        outcomes[split] = (y, probabilities)
+    write_json(metrics_path, metrics)
+    _write_plots(plots_dir, *outcomes["test"], class_names, cfg.calibration_bins, history_path)
+    _log_to_run(training["run_id"], metrics, metrics_path, plots_dir)
+    return EvaluationResult(metrics_path, plots_dir, metrics)
+
+
+def classification_metrics(y: np.ndarray, probabilities: np.ndarray, class_names: list[str], bins: int) -> dict:
+    """AUC, ACC (MedMNIST definitions), balanced accuracy, ECE and per-class figures."""
+    from sklearn.metrics import confusion_matrix, roc_auc_score
+
+    predicted = probabilities.argmax(axis=1)
+    matrix = confusion_matrix(y, predicted, labels=range(len(class_names)))
+    per_class = {}
+    for index, name in enumerate(class_names):
+        positives = y == index
+        true_positive = matrix[index, index]
+        false_positive = matrix[:, index].sum() - true_positive
+        negatives = (~positives).sum()
+        per_class[name] = {
+            "auc": float(roc_auc_score(positives, probabilities[:, index])) if 0 < positives.sum() < len(y) else None,
+            "sensitivity": float(true_positive / positives.sum()) if positives.any() else None,
+            "specificity": float((negatives - false_positive) / negatives) if negatives else None,
+            "support": int(positives.sum()),
+        }
+    sensitivities = [c["sensitivity"] for c in per_class.values() if c["sensitivity"] is not None]
+    aucs = [c["auc"] for c in per_class.values() if c["auc"] is not None]
+    return {
+        "auc": float(np.mean(aucs)) if aucs else None,
+        "acc": float((predicted == y).mean()),
+        "balanced_accuracy": float(np.mean(sensitivities)),
+        "ece": expected_calibration_error(y, probabilities, bins),
+        "n": len(y),
+        "per_class": per_class,
+    }
+
+
+def expected_calibration_error(y: np.ndarray, probabilities: np.ndarray, bins: int) -> float:
+    """Weighted mean gap between confidence and accuracy over equal-width confidence bins."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == y
+    bin_index = np.minimum((confidence * bins).astype(int), bins - 1)
+    gap = 0.0
+    for b in np.unique(bin_index):
+        members = bin_index == b
+        gap += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(gap)
+
+
+def flat_metrics(metrics: dict) -> dict[str, float]:
+    """`{"test": {"auc": .9}}` -> `{"test_auc": .9}`, per-class ones as `test_sensitivity_<class>`."""
+    flat = {}
+    for split, values in metrics.items():
+        for key, value in values.items():
+            if key == "per_class":
+                for name, figures in value.items():
+                    safe = re.sub(r"[^\w\-. /]", "_", name)  # characters MLflow accepts in keys
+                    flat.update(
+                        {f"{split}_{k}_{safe}": v for k, v in figures.items() if k != "support" and v is not None}
+                    )
+            elif value is not None:
+                flat[f"{split}_{key}"] = value
+    return flat
+
+
+def _write_plots(
+    plots_dir: Path, y: np.ndarray, probabilities: np.ndarray, class_names: list[str], bins: int, history_path: Path
+) -> None:
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    names = np.array(class_names)
+    # For `dvc plots`: one row per test image, rendered by DVC's confusion template.
+    write_table(
+        plots_dir / "confusion.csv", pd.DataFrame({"actual": names[y], "predicted": names[probabilities.argmax(1)]})
+    )
+    save_confusion_matrix(plots_dir / "confusion_matrix.png", y, probabilities.argmax(1), class_names)
+    save_roc_curves(plots_dir / "roc_curves.png", y, probabilities, class_names)
+    save_reliability_diagram(plots_dir / "reliability.png", y, probabilities, bins)
+    if history_path.exists():
+        save_training_curves(plots_dir / "training_curves.png", pd.read_csv(history_path))
+
+
+def _log_to_run(run_id: str, metrics: dict, metrics_path: Path, plots_dir: Path) -> None:
+    import mlflow
+
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(flat_metrics(metrics))
+        mlflow.log_artifact(str(metrics_path))
+        mlflow.log_artifacts(str(plots_dir), artifact_path="plots")

@@ -1,0 +1,59 @@
+"""Prefect wiring: both flows on the real Prefect engine, deployments on the params' schedules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from prefect.states import Failed
+
+from flows.deployments import SCORING_DEPLOYMENT, TRAINING_DEPLOYMENT, build_deployments
+from flows.retries import retry_unless_user_error
+from flows.scoring import batch_scoring
+from flows.training import training_pipeline
+from medcls import pipeline
+from medcls.config import load_params
+from medcls.errors import ConfigError, ValidationFailed
+from tests.support import REPO, tiny_params, write_params
+
+
+@pytest.mark.slow
+def test_training_flow_then_scoring_flow(tmp_path: Path, prefect_server):
+    params_path = write_params(tmp_path, tiny_params())
+    trained = training_pipeline(params_path=str(params_path))
+    assert trained["registration"]["promoted"] is True
+    assert 0.0 <= trained["metrics"]["test"]["auc"] <= 1.0
+    assert (tmp_path / "reports" / "metrics.json").exists()
+
+    project = pipeline.open_project(params_path)
+    inbox = pipeline.demo_inbox(project)
+    scored = batch_scoring(params_path=str(params_path))
+    predictions = pd.read_csv(scored["predictions_path"], dtype={"model_version": str})
+    assert scored["scored"] == len(inbox) == len(predictions)
+    assert set(predictions["model_version"]) == {trained["registration"]["version"]}
+
+
+def test_user_errors_are_not_retried():
+    assert not retry_unless_user_error(None, None, Failed(data=ConfigError("params.yaml: bad")))
+    assert not retry_unless_user_error(None, None, Failed(data=ValidationFailed("validation failed")))
+    assert retry_unless_user_error(None, None, Failed(data=OSError("share unavailable")))
+
+
+def test_deployments_run_on_the_params_schedules(tmp_path: Path):
+    params_path = write_params(tmp_path, tiny_params(schedule={"training": "0 5 * * 1", "scoring": "*/5 * * * *"}))
+    deployments = {d.name: d for d in build_deployments(params_path)}
+    assert set(deployments) == {TRAINING_DEPLOYMENT, SCORING_DEPLOYMENT}
+    assert deployments[TRAINING_DEPLOYMENT].schedules[0].schedule.cron == "0 5 * * 1"
+    assert deployments[SCORING_DEPLOYMENT].schedules[0].schedule.cron == "*/5 * * * *"
+    assert deployments[SCORING_DEPLOYMENT].parameters == {"params_path": str(params_path.resolve())}
+
+
+def test_prefect_yaml_declares_the_same_deployments_as_params():
+    declared = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+    schedule = load_params(REPO / "params.yaml").schedule
+    crons = {d["name"]: d["schedules"][0]["cron"] for d in declared}
+    assert crons == {TRAINING_DEPLOYMENT: schedule.training, SCORING_DEPLOYMENT: schedule.scoring}
+    entrypoints = {d["entrypoint"] for d in declared}
+    assert entrypoints == {"flows/training.py:training_pipeline", "flows/scoring.py:batch_scoring"}

@@ -1,0 +1,69 @@
+"""Decoding and identifying images: formats, bit depths, and a reason for every unusable file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from medcls.imaging import UnreadableImage, decode_image, describe_image, encode_png, image_id, read_image
+
+GRAY = (np.arange(24 * 32, dtype=np.uint32).reshape(24, 32) % 251).astype(np.uint8)
+
+
+def _encoded(pixels: np.ndarray, suffix: str) -> bytes:
+    ok, data = cv2.imencode(suffix, pixels)
+    assert ok
+    return data.tobytes()
+
+
+def test_png_round_trip_keeps_pixels_and_id():
+    decoded = decode_image(encode_png(GRAY))
+    assert np.array_equal(decoded, GRAY)
+    assert image_id(decoded) == image_id(GRAY)
+
+
+def test_same_pixels_same_id_in_any_lossless_format():
+    assert image_id(decode_image(_encoded(GRAY, ".bmp"))) == image_id(decode_image(_encoded(GRAY, ".png")))
+    assert image_id(GRAY) != image_id(GRAY.T.copy())
+
+
+def test_colour_is_rgb_and_gray_stored_as_rgb_is_gray():
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    decoded = decode_image(encode_png(rgb))
+    assert decoded.shape == (8, 8, 3)
+    assert decoded[0, 0].tolist() == [200, 0, 0]
+    gray_as_bgr = cv2.cvtColor(GRAY, cv2.COLOR_GRAY2BGR)
+    assert decode_image(_encoded(gray_as_bgr, ".png")).shape == GRAY.shape
+
+
+def test_alpha_is_dropped_and_16_bit_is_kept():
+    bgra = np.dstack([cv2.cvtColor(GRAY, cv2.COLOR_GRAY2BGR), np.full(GRAY.shape, 128, np.uint8)])
+    assert decode_image(_encoded(bgra, ".png")).shape == GRAY.shape
+    deep = GRAY.astype(np.uint16) * 257
+    decoded = decode_image(_encoded(deep, ".png"))
+    assert decoded.dtype == np.uint16
+    stats = describe_image(decoded)
+    assert stats.bit_depth == 16
+    assert stats.mean == pytest.approx(GRAY.mean(), rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty file"),
+        (b"this is a text file, not a picture", "not a decodable image"),
+        (_encoded(GRAY, ".png")[:40], "not a decodable image"),
+    ],
+)
+def test_unusable_bytes_say_why(data: bytes, reason: str):
+    with pytest.raises(UnreadableImage, match=reason):
+        decode_image(data)
+
+
+def test_unreadable_file_says_why(tmp_path: Path):
+    with pytest.raises(UnreadableImage, match="cannot read file"):
+        read_image(tmp_path / "absent.png")

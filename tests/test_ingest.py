@@ -1,0 +1,184 @@
+"""Ingest: every source scheme, patient-level splits, duplicates kept once, bad files quarantined."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from medcls.config import DataConfig, SyntheticConfig
+from medcls.errors import ConfigError, DataError
+from medcls.files import read_json
+from medcls.ingest import ingest_data, load_manifest
+from medcls.splits import split_by_patient
+from tests.support import SHARED_DATA, requires_shared_data
+
+SYNTHETIC = DataConfig(synthetic=SyntheticConfig(patients=60, images_per_patient=(1, 4), image_size=32))
+MANIFEST_COLUMNS = {
+    "image_id",
+    "file",
+    "origin",
+    "label",
+    "patient_id",
+    "split",
+    "width",
+    "height",
+    "channels",
+    "bit_depth",
+    "mean",
+    "std",
+}
+
+
+def _image(seed: int, size: int = 20) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (size, size), dtype=np.uint8)
+
+
+def _write(path: Path, pixels: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), pixels)
+    return path
+
+
+def _tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        digest.update(str(path.relative_to(root)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_synthetic_ingest_writes_manifest_and_splits_by_patient(tmp_path: Path):
+    result = ingest_data(SYNTHETIC, tmp_path / "raw", seed=1, base_dir=tmp_path)
+    manifest = load_manifest(result.raw_dir)
+    assert set(manifest.columns) == MANIFEST_COLUMNS
+    assert len(manifest) == result.images > 60
+    assert set(manifest["split"]) == {"train", "val", "test"}
+    assert manifest.groupby("patient_id")["split"].nunique().max() == 1
+    assert all((result.raw_dir / file).is_file() for file in manifest["file"])
+    summary = read_json(result.raw_dir / "dataset.json")
+    assert summary["class_names"] == sorted(summary["class_names"]) == list(result.class_names)
+    assert summary["images"] == len(manifest)
+    again = ingest_data(SYNTHETIC, tmp_path / "again", seed=1, base_dir=tmp_path)
+    assert load_manifest(again.raw_dir)["image_id"].tolist() == manifest["image_id"].tolist()
+
+
+def test_patient_ids_are_pseudonymous(tmp_path: Path):
+    _write(tmp_path / "src" / "A" / "person12_scan1.png", _image(1))
+    _write(tmp_path / "src" / "A" / "person12_scan2.png", _image(2))
+    _write(tmp_path / "src" / "B" / "person13_scan1.png", _image(3))
+    manifest = load_manifest(
+        ingest_data(
+            DataConfig(source="folder:src", patient_pattern=r"(person\d+)"), tmp_path / "raw", seed=1, base_dir=tmp_path
+        ).raw_dir
+    )
+    assert manifest["patient_id"].nunique() == 2
+    assert not manifest["patient_id"].str.contains("person").any()
+
+
+def test_folder_with_bad_files_quarantines_and_keeps_the_source_intact(tmp_path: Path):
+    source = tmp_path / "source"
+    for offset, label in enumerate(("benign", "malignant")):
+        for n in range(4):
+            _write(source / label / f"{label}-{n}.png", _image(10 * offset + n))
+    _write(source / "benign" / "copy-of-benign-0.png", _image(0))  # same pixels, same label
+    _write(source / "benign" / "ambiguous.png", _image(999))
+    _write(source / "malignant" / "ambiguous-too.png", _image(999))  # same pixels, other label
+    (source / "benign" / "notes.txt").write_text("not an image")
+    (source / "malignant" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (source / "malignant" / "empty.jpg").write_bytes(b"")
+    before = _tree_digest(source)
+
+    result = ingest_data(DataConfig(source="folder:source"), tmp_path / "raw", seed=1, base_dir=tmp_path)
+
+    assert _tree_digest(source) == before
+    assert (result.images, result.duplicates, result.quarantined) == (8, 1, 5)
+    quarantine = pd.read_csv(result.raw_dir / "quarantine.csv")
+    reasons = dict(zip(quarantine["origin"].map(lambda o: Path(o).name), quarantine["reason"], strict=True))
+    assert "not an image file type" in reasons["notes.txt"]
+    assert "not a decodable image" in reasons["broken.png"]
+    assert reasons["empty.jpg"] == "empty file"
+    assert "labelled ['benign', 'malignant']" in reasons["ambiguous.png"]
+    duplicates = pd.read_csv(result.raw_dir / "duplicates.csv")
+    assert Path(duplicates["origin"].iloc[0]).name == "copy-of-benign-0.png"
+
+
+def test_folder_with_train_test_keeps_test_and_carves_val_by_patient(tmp_path: Path):
+    source = tmp_path / "xrays"
+    for split, patients in (("train", range(0, 40)), ("test", range(40, 50))):
+        for patient in patients:
+            for scan in range(2):
+                label = "PNEUMONIA" if patient % 3 else "NORMAL"
+                _write(source / split / label / f"person{patient}_bacteria_{scan}.jpeg", _image(patient * 10 + scan))
+    result = ingest_data(
+        DataConfig(source="folder:xrays", val_fraction=0.2), tmp_path / "raw", seed=1, base_dir=tmp_path
+    )
+    manifest = load_manifest(result.raw_dir)
+    assert (manifest["origin"].str.contains("/test/") == (manifest["split"] == "test")).all()
+    assert manifest.groupby("patient_id")["split"].nunique().max() == 1
+    val = manifest[manifest["split"] == "val"]
+    assert 10 <= len(val) <= 22 and set(val["label"]) == {"NORMAL", "PNEUMONIA"}
+    assert manifest["file"].str.endswith(".jpeg").all()  # original bytes kept, not re-encoded
+
+
+def test_medmnist_npz_keeps_official_splits_and_names_classes(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 30), ("val", 8), ("test", 10)):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28, 3), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 3).reshape(-1, 1)
+    np.savez(tmp_path / "tiny.npz", **arrays)
+    config = DataConfig(source="medmnist:tiny.npz", class_names=["basophil", "eosinophil", "erythroblast"])
+    result = ingest_data(config, tmp_path / "raw", seed=1, base_dir=tmp_path)
+    manifest = load_manifest(result.raw_dir)
+    assert manifest.groupby("split").size().to_dict() == {"test": 10, "train": 30, "val": 8}
+    assert result.class_names == ("basophil", "eosinophil", "erythroblast")
+    assert set(manifest["channels"]) == {3}
+
+
+def test_missing_or_unusable_sources_fail_with_one_line(tmp_path: Path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        ingest_data(DataConfig(source="folder:nowhere"), tmp_path / "raw", seed=1, base_dir=tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class folders"):
+        ingest_data(DataConfig(source="folder:empty"), tmp_path / "raw", seed=1, base_dir=tmp_path)
+    (tmp_path / "fake.npz").write_text("not numpy")
+    with pytest.raises(DataError, match=r"not a readable \.npz"):
+        ingest_data(DataConfig(source="medmnist:fake.npz"), tmp_path / "raw", seed=1, base_dir=tmp_path)
+    assert not (tmp_path / "raw").exists()  # nothing half-written
+
+
+def test_split_by_patient_is_stratified_seeded_and_leak_free():
+    patients = pd.Series([f"p{i // 3}" for i in range(600)])
+    labels = pd.Series(["rare" if i // 3 % 10 == 0 else "common" for i in range(600)])
+    split = split_by_patient(labels, patients, {"test": 0.2, "val": 0.1}, seed=5)
+    assert split.groupby(patients).nunique().max() == 1
+    shares = split.value_counts(normalize=True)
+    assert shares["test"] == pytest.approx(0.2, abs=0.03) and shares["val"] == pytest.approx(0.1, abs=0.03)
+    assert (pd.crosstab(split, labels) > 0).all().all()
+    assert split.equals(split_by_patient(labels, patients, {"test": 0.2, "val": 0.1}, seed=5))
+    assert not split.equals(split_by_patient(labels, patients, {"test": 0.2, "val": 0.1}, seed=6))
+
+
+@requires_shared_data("chest_xray")
+def test_chest_xray_folder_finds_the_known_flaws():
+    """170 patients shared by the official train and test folders, and ~30 exact duplicates."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        result = ingest_data(
+            DataConfig(source=f"folder:{SHARED_DATA / 'chest_xray'}"),
+            Path(scratch) / "raw",
+            seed=42,
+            base_dir=Path(scratch),
+        )
+        manifest = load_manifest(result.raw_dir)
+    shared = manifest.assign(official=manifest["split"].replace({"val": "train"}))
+    assert (shared.groupby("patient_id")["official"].nunique() > 1).sum() == 170
+    assert 25 <= result.duplicates <= 40 and result.quarantined == 0
+    assert result.class_names == ("NORMAL", "PNEUMONIA")
