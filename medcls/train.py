@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from medcls.config import TrainConfig
-from medcls.files import read_json, write_json, write_table
+from medcls.files import read_json, staged_dir, write_json, write_table
 from medcls.model import build_classifier
 from medcls.preprocess import load_contract, load_split
 from medcls.runtime import configure_accelerator
@@ -70,11 +70,11 @@ def train_model(
         throughput = len(x_train) * epochs_run / seconds
         mlflow.log_metrics({"train_seconds": seconds, "train_images_per_second": throughput, "best_epoch": best_epoch})
         model_uri = _log_model(model, x_val[:2], contract, data_version)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    model.save(model_dir / MODEL_FILE)
-    write_table(history_path, pd.DataFrame(history).rename_axis("epoch").reset_index())
     result = TrainResult(model_dir, run.info.run_id, model_uri, epochs_run, best_epoch, seconds, throughput, device)
-    write_json(model_dir / TRAINING_FILE, {**asdict(result), "model_dir": str(model_dir), **contract})
+    with staged_dir(model_dir) as staging:
+        model.save(staging / MODEL_FILE)
+        write_json(staging / TRAINING_FILE, {**asdict(result), "model_dir": str(model_dir), **contract})
+    write_table(history_path, pd.DataFrame(history).rename_axis("epoch").reset_index())
     return result
 
 

@@ -119,7 +119,8 @@ def _run_checks(tables: dict[str, pd.DataFrame], checks: list[Check]) -> list[Ou
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # it sets INFO itself
+    # GX forces this logger to INFO at import ("Created temporary directory ... docs site").
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas("medcls")
