@@ -22,6 +22,7 @@ from medcls.train import load_training
 
 PRODUCTION = "production"
 HISTORY_TAG = "production_history"
+CLASSES_TAG = "class_names"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,15 @@ class RegistrationResult:
     candidate_val_auc: float
     production_val_auc: float | None  # the version in production before this decision
     production_version: str  # in production after this decision
+
+
+@dataclass(frozen=True)
+class Contender:
+    """What the promotion gate compares: a version's validation AUC and the classes it predicts."""
+
+    version: str
+    val_auc: float | None
+    class_names: list[str] | None
 
 
 @dataclass(frozen=True)
@@ -51,36 +61,44 @@ def register_model(cfg: RegistryConfig, model_dir: Path, metrics_path: Path, out
 
     training = load_training(model_dir)
     metrics = read_json(metrics_path)
-    candidate_auc = float(metrics["val"]["auc"])
     tags = {f"{split}_{key}": str(metrics[split][key]) for split in ("val", "test") for key in ("auc", "acc")}
-    tags["data_version"] = training.get("data_version", "")
+    tags |= {"data_version": training.get("data_version", ""), CLASSES_TAG: json.dumps(training["class_names"])}
     version = str(mlflow.register_model(training["model_uri"], cfg.model_name, tags=tags).version)
-    current = production_version(cfg.model_name)
-    current_auc = _val_auc(current)
-    current_version = None if current is None else str(current.version)
-    promoted, reason = promotion_decision(candidate_auc, current_version, current_auc, cfg.min_auc_improvement)
+    candidate = Contender(version, float(metrics["val"]["auc"]), training["class_names"])
+    production = _contender(production_version(cfg.model_name))
+    promoted, reason = promotion_decision(candidate, production, cfg.min_auc_improvement)
     _client().set_model_version_tag(cfg.model_name, version, "promotion_decision", reason)
     if promoted:
         _move_production(cfg.model_name, version, reason, _pushed(_history(cfg.model_name), version))
     result = RegistrationResult(
-        cfg.model_name, version, promoted, reason, candidate_auc, current_auc, version if promoted else current_version
+        model_name=cfg.model_name,
+        version=version,
+        promoted=promoted,
+        reason=reason,
+        candidate_val_auc=candidate.val_auc,
+        production_val_auc=production and production.val_auc,
+        production_version=version if promoted else production.version,
     )
     write_json(out_path, asdict(result))
     return result
 
 
-def promotion_decision(
-    candidate_auc: float, current_version: str | None, current_auc: float | None, margin: float
-) -> tuple[bool, str]:
-    """The gate: a candidate goes to production if it beats production's val AUC by `margin`."""
-    if current_version is None:
+def promotion_decision(candidate: Contender, production: Contender | None, margin: float) -> tuple[bool, str]:
+    """The gate: a candidate replaces production only if it solves the same task (same classes)
+    and beats production's validation AUC by more than `margin`."""
+    if production is None:
         return True, "promoted: first version"
-    if current_auc is None:
-        return True, f"promoted: v{current_version} in production has no recorded val AUC"
-    promoted = candidate_auc > current_auc + margin
+    if production.class_names is not None and candidate.class_names != production.class_names:
+        return False, (
+            f"kept in staging: its classes {candidate.class_names} are not v{production.version}'s "
+            f"{production.class_names} (another task: promote it by hand, or use another registry.model_name)"
+        )
+    if production.val_auc is None:
+        return True, f"promoted: v{production.version} in production has no recorded val AUC"
+    promoted = candidate.val_auc > production.val_auc + margin
     comparison = (
-        f"val AUC {candidate_auc:.4f} {'beats' if promoted else 'does not beat'} "
-        f"v{current_version}'s {current_auc:.4f} by more than {margin}"
+        f"val AUC {candidate.val_auc:.4f} {'beats' if promoted else 'does not beat'} "
+        f"v{production.version}'s {production.val_auc:.4f} by more than {margin}"
     )
     return promoted, f"{'promoted' if promoted else 'kept in staging'}: {comparison}"
 
@@ -157,8 +175,13 @@ def _history(model_name: str) -> list[str]:
     return json.loads(tags.get(HISTORY_TAG, "[]"))
 
 
-def _val_auc(version) -> float | None:
-    return None if version is None else _float(version.tags.get("val_auc"))
+def _contender(version) -> Contender | None:
+    if version is None:
+        return None
+    classes = version.tags.get(CLASSES_TAG)
+    return Contender(
+        str(version.version), _float(version.tags.get("val_auc")), json.loads(classes) if classes else None
+    )
 
 
 def _float(value: str | None) -> float | None:

@@ -12,6 +12,7 @@ from medcls.config import RegistryConfig
 from medcls.errors import RegistryError
 from medcls.files import read_json, write_json
 from medcls.registry import (
+    Contender,
     list_versions,
     production_version,
     promote,
@@ -21,12 +22,16 @@ from medcls.registry import (
 )
 
 
-def test_gate_promotes_first_and_better_versions_only():
-    assert promotion_decision(0.7, None, None, 0.0) == (True, "promoted: first version")
-    assert promotion_decision(0.91, "3", 0.90, 0.0)[0]
-    assert not promotion_decision(0.90, "3", 0.90, 0.0)[0]  # a tie does not beat production
-    promoted, reason = promotion_decision(0.905, "3", 0.90, 0.01)
+def test_gate_promotes_first_and_better_versions_of_the_same_task_only():
+    classes = ["benign", "malignant"]
+    candidate = Contender("4", 0.91, classes)
+    assert promotion_decision(candidate, None, 0.0) == (True, "promoted: first version")
+    assert promotion_decision(candidate, Contender("3", 0.90, classes), 0.0)[0]
+    assert not promotion_decision(Contender("4", 0.90, classes), Contender("3", 0.90, classes), 0.0)[0]  # a tie
+    promoted, reason = promotion_decision(Contender("4", 0.905, classes), Contender("3", 0.90, classes), 0.01)
     assert not promoted and reason == "kept in staging: val AUC 0.9050 does not beat v3's 0.9000 by more than 0.01"
+    promoted, reason = promotion_decision(Contender("4", 0.99, ["a", "b", "c"]), Contender("3", 0.6, classes), 0.0)
+    assert not promoted and "another task" in reason
 
 
 def _register_with_val_auc(project, tmp_path: Path, auc: float, name: str):
