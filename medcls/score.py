@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from medcls.config import PreprocessConfig, ScoreConfig
-from medcls.errors import RegistryError
+from medcls.errors import DataError, RegistryError
 from medcls.files import write_table
 from medcls.imaging import UnreadableImage, image_id, read_image
 from medcls.ingest import load_manifest
@@ -72,6 +72,8 @@ def load_production_model(model_name: str) -> ProductionModel:
 
 def score_inbox(cfg: ScoreConfig, production: ProductionModel, inbox: Path, out_dir: Path) -> ScoreResult:
     """Score every new image in `inbox`; results are saved after each chunk, so a rerun resumes."""
+    if not inbox.is_dir():
+        raise DataError(f"inbox {inbox} is not a folder (score.inbox, or --inbox)")
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions = _read_table(out_dir / PREDICTIONS)
     done = _scored_ids(predictions, production.version)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from medcls.config import ScoreConfig
-from medcls.errors import RegistryError
+from medcls.errors import DataError, RegistryError
 from medcls.ingest import load_manifest
 from medcls.preprocess import load_split
 from medcls.score import load_production_model, make_demo_inbox, score_inbox
@@ -78,6 +78,11 @@ def test_unreadable_files_are_quarantined_and_the_run_goes_on(trained_project, p
     assert sorted(Path(p).name for p in quarantine["path"]) == ["report.pdf", "scan.png"]
     assert all(Path(moved).exists() for moved in quarantine["moved_to"])
     assert quarantine["reason"].str.contains("not a decodable image").all()
+
+
+def test_missing_inbox_is_a_clear_error(production, tmp_path: Path):
+    with pytest.raises(DataError, match="is not a folder"):
+        score_inbox(ScoreConfig(), production, tmp_path / "typo", tmp_path / "out")
 
 
 def test_no_production_model_is_a_clear_error():
