@@ -2,4 +2,5 @@ import sys
 
 from medcls.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # also imported by worker processes, which must not run the CLI
+    sys.exit(main())

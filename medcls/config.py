@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from medcls.errors import ConfigError
 
-SOURCE_SCHEMES = ("synthetic", "medmnist", "folder")
+SOURCE_SCHEMES = ("synthetic", "medmnist", "folder", "dicom", "csv")
 SPLITS = ("train", "val", "test")
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -67,16 +67,40 @@ class SyntheticConfig(_Section):
         return self
 
 
+class DicomConfig(_Section):
+    """How `dicom:` sources are labelled and how DICOM pixel data becomes an image."""
+
+    # CSV in the DICOM folder: `label` plus `SOPInstanceUID` or `file` (path in the folder),
+    # optionally `patient_id` and `split`.
+    labels: str = "labels.csv"
+    frames: Literal["first", "all"] = "first"  # of multi-frame objects: the first, or each one
+    # VOI window: "file" uses the file's window (or VOI LUT), else the full range; "none" keeps
+    # the full range; [center, width] fixes one (in modality units, e.g. HU: [-600, 1500]).
+    window: Literal["file", "none"] | tuple[float, Annotated[float, Field(gt=0)]] = "file"
+    # BurnedInAnnotation=YES means text in the pixels, often patient data: quarantined unless allowed.
+    allow_burned_in_annotation: bool = False
+
+
 class DataConfig(_Section):
     source: str = "synthetic"
-    # Class names for sources that store label indices (MedMNIST); index i names label i.
+    # The task's classes, in order. Images under any other label are quarantined; for sources
+    # that store label indices (MedMNIST), index i names class i. Null: the labels found.
     class_names: list[str] | None = None
-    # Regex over file names that finds the patient (group 1 if present); unmatched files are
-    # their own patient. The default knows the Kermany chest X-ray names, where `IM-NNNN` and
-    # `NORMAL2-IM-NNNN` are two numbering series (different patients).
+    # Regex over file names that finds the patient (group 1 if present) when the source names
+    # none; unmatched files are their own patient. The default knows the Kermany chest X-rays,
+    # where `IM-NNNN` and `NORMAL2-IM-NNNN` are two numbering series (different patients).
     patient_pattern: str = r"(person\d+|(?:NORMAL2-)?IM-\d+)"
+    # given: keep the source's split (a missing val split is carved out of train by patient);
+    # patient: ignore it and split everything by patient (removes leakage, loses comparability).
+    split: Literal["given", "patient"] = "given"
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    min_image_size: int = Field(8, ge=1)  # pixels per side; smaller images are quarantined
+    # Decompression-bomb guard: images with more pixels are quarantined without being decoded.
+    max_image_pixels: int = Field(100_000_000, ge=1)
+    # Base URL serving `<name>.npz` for `medmnist:<name>` (default: the official Zenodo record).
+    download_mirror: str | None = None
+    dicom: DicomConfig = DicomConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
 
     @field_validator("source")
@@ -109,9 +133,12 @@ class ValidateConfig(_Section):
     allowed_channels: list[Literal[1, 3, 4]] = [1, 3]
     # Per-image intensity standard deviation (8-bit scale) below which an image is "constant".
     min_intensity_std: float = Field(1.0, ge=0.0)
+    # Brightest pixel (8-bit scale) below which an image is "all black".
+    min_max_intensity: float = Field(10.0, ge=0.0)
     # An image or patient in two splits leaks test data into training. Only a split given by the
     # source can leak (medcls splits by patient), and official splits do (chest X-ray, BloodMNIST):
     # by default it is reported as a warning so results stay comparable with published ones.
+    # `data.split: patient` re-splits instead.
     leakage: Literal["fail", "warn"] = "warn"
 
 

@@ -1,6 +1,6 @@
 """Ingest stage: copy every usable image once into `data/raw/`, identified by pixel content.
 
-Writes `images/<image_id><suffix>`, `manifest.parquet` (one row per image), `quarantine.csv`
+Writes `images/<id[:2]>/<image_id><suffix>`, `manifest.parquet` (one row per image), `quarantine.csv`
 (unusable files and why), `duplicates.csv` (identical images that were kept once) and
 `dataset.json` (class names and counts). The source is only read, never changed.
 """
@@ -8,8 +8,10 @@ Writes `images/<image_id><suffix>`, `manifest.parquet` (one row per image), `qua
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import logging
+import os
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -17,13 +19,16 @@ import pandas as pd
 from medcls.config import DataConfig
 from medcls.errors import DataError
 from medcls.files import staged_dir, write_json, write_table
-from medcls.imaging import describe_image, encode_png, image_id
-from medcls.sources import Rejected, SourceItem, read_source
+from medcls.parallel import ordered_map
+from medcls.sources import Rejected, Source, SourceTask, open_source
 from medcls.splits import split_by_patient
 
 MANIFEST = "manifest.parquet"
 DATASET = "dataset.json"
 QUARANTINE_COLUMNS = ["origin", "reason"]
+SALT_VARIABLE = "MEDCLS_PATIENT_SALT"
+_DEFAULT_SALT = "medcls-default-salt"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,20 +42,21 @@ class IngestResult:
 
 def ingest_data(cfg: DataConfig, out_dir: Path, *, seed: int, base_dir: Path) -> IngestResult:
     """Read `cfg.source`, store each distinct image once, split by patient, write the manifest."""
-    items = read_source(cfg, seed, base_dir)
+    source = open_source(cfg, seed, base_dir)
     with staged_dir(out_dir) as staging:
-        rows, rejected = _store_images(items, staging)
+        rows, rejected = _store_images(source, staging, cfg.class_names)
         if not rows:
             raise DataError(f"{cfg.source}: no usable images ({len(rejected)} files rejected)")
         manifest, duplicates, conflicts = _resolve_duplicates(pd.DataFrame(rows), staging)
         quarantine = pd.DataFrame([asdict(r) for r in rejected] + conflicts, columns=QUARANTINE_COLUMNS)
         manifest["split"] = _assign_splits(manifest, cfg, seed)
         manifest = manifest.drop(columns="given_split")
-        class_names = _class_names(manifest["label"], cfg.class_names)
+        class_names = tuple(cfg.class_names or _ordered_labels(set(source.labels) | set(manifest["label"])))
         write_table(staging / MANIFEST, manifest)
         write_table(staging / "quarantine.csv", quarantine)
         write_table(staging / "duplicates.csv", duplicates)
-        write_json(staging / DATASET, _summary(cfg.source, manifest, class_names, quarantine, duplicates))
+        summary = _summary(cfg, manifest, class_names, len(quarantine), len(duplicates))
+        write_json(staging / DATASET, {**summary, **source.details})
     return IngestResult(out_dir, len(manifest), len(quarantine), len(duplicates), class_names)
 
 
@@ -62,42 +68,78 @@ def load_manifest(raw_dir: Path) -> pd.DataFrame:
 
 
 def patient_key(name: str) -> str:
-    """Pseudonymous patient id: a hash, so no source identifier is stored or logged."""
-    return hashlib.sha256(f"medcls-patient:{name}".encode()).hexdigest()[:16]
+    """Pseudonymous patient id: a salted hash, so no source identifier is stored or logged. The
+    salt comes from MEDCLS_PATIENT_SALT; keep it secret (and the same) wherever the data is ingested."""
+    salt = os.environ.get(SALT_VARIABLE) or _DEFAULT_SALT
+    return hashlib.sha256(f"{salt}:{name}".encode()).hexdigest()[:16]
 
 
-def _store_images(items: Iterable[SourceItem], staging: Path) -> tuple[list[dict], list[Rejected]]:
+def _store_images(source: Source, staging: Path, class_names: list[str] | None) -> tuple[list[dict], list[Rejected]]:
+    """Read the source in parallel; each worker stores its images (each distinct file once)."""
+    (staging / "images").mkdir()
     rows: list[dict] = []
     rejected: list[Rejected] = []
-    stored: dict[str, str] = {}  # image id -> file, so identical pixels are stored once
-    (staging / "images").mkdir()
-    for item in items:
-        if isinstance(item, Rejected):
-            rejected.append(item)
+    store = partial(_run_and_store, staging=staging, class_names=class_names)
+    for results in ordered_map(store, source.tasks):
+        for result in results:
+            (rejected if isinstance(result, Rejected) else rows).append(result)
+    return rows, rejected
+
+
+def _run_and_store(task: SourceTask, staging: Path, class_names: list[str] | None) -> list[dict | Rejected]:
+    """Run a source task; manifest rows for its usable images (written to `staging/images/`),
+    rejections for the rest."""
+    results: list[dict | Rejected] = []
+    for item in task():
+        reason = item.reason if isinstance(item, Rejected) else _rejection(item, class_names)
+        if reason:
+            results.append(Rejected(item.origin, reason))
             continue
-        digest = image_id(item.pixels)
-        if digest not in stored:
-            stored[digest] = f"images/{digest}{item.suffix}"
-            data = item.encoded if item.encoded is not None else encode_png(item.pixels)
-            (staging / stored[digest]).write_bytes(data)
-        patient = item.patient if item.patient is not None else f"image:{digest}"
-        rows.append(
+        # 256 subfolders by id prefix: large flat folders make every file creation slow.
+        file = f"images/{item.image_id[:2]}/{item.image_id}{item.suffix}"
+        _write_once(staging / file, item.encoded)
+        patient = item.patient if item.patient is not None else f"image:{item.image_id}"
+        results.append(
             {
-                "image_id": digest,
-                "file": stored[digest],
+                "image_id": item.image_id,
+                "file": file,
                 "origin": item.origin,
                 "label": item.label,
                 "patient_id": patient_key(patient),
                 "given_split": item.split,
-                **asdict(describe_image(item.pixels)),
+                **vars(item.stats),
             }
         )
-    return rows, rejected
+    return results
+
+
+def _write_once(path: Path, data: bytes) -> None:
+    """Create `path` with `data`; if a worker already stored the same image there, keep that."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        try:
+            handle = os.open(path, flags, 0o644)
+        except FileNotFoundError:  # the first image of its subfolder
+            path.parent.mkdir(exist_ok=True)
+            handle = os.open(path, flags, 0o644)
+    except FileExistsError:
+        return
+    with os.fdopen(handle, "wb") as stream:
+        stream.write(data)
+
+
+def _rejection(item, class_names: list[str] | None) -> str | None:
+    if class_names is not None and item.label not in class_names:
+        return f"label {item.label!r} is not one of data.class_names"
+    if item.stats.std == 0:
+        return f"blank image (every pixel is {item.stats.min:.0f})"
+    return None
 
 
 def _resolve_duplicates(manifest: pd.DataFrame, staging: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
     """Identical pixels: under two labels, quarantine all copies (the truth is unknown); in the
     same split and label, keep the first. Copies across splits stay for validation to report."""
+    written = set(manifest["file"])
     labels_per_image = manifest.groupby("image_id")["label"].transform("nunique")
     conflicting = manifest[labels_per_image > 1]
     conflicts = [
@@ -105,8 +147,6 @@ def _resolve_duplicates(manifest: pd.DataFrame, staging: Path) -> tuple[pd.DataF
         for _, group in conflicting.groupby("image_id")
         for row in group.itertuples()
     ]
-    for file in conflicting["file"].unique():
-        (staging / file).unlink()
     manifest = manifest[labels_per_image == 1]
     repeated = manifest.duplicated(["image_id", "given_split"], keep="first")
     first_origin = manifest.groupby(["image_id", "given_split"], dropna=False)["origin"].transform("first")
@@ -117,14 +157,17 @@ def _resolve_duplicates(manifest: pd.DataFrame, staging: Path) -> tuple[pd.DataF
             "image_id": manifest["image_id"][repeated],
         }
     )
-    return manifest[~repeated].reset_index(drop=True), duplicates, conflicts
+    manifest = manifest[~repeated].reset_index(drop=True)
+    for unused in written - set(manifest["file"]):
+        (staging / unused).unlink()  # conflicting pixels, or a copy of a kept image in another format
+    return manifest, duplicates, conflicts
 
 
 def _assign_splits(manifest: pd.DataFrame, cfg: DataConfig, seed: int) -> pd.Series:
     """Keep the source's splits; carve `val` out of `train` by patient when the source has none;
     split everything by patient when the source gives no split at all."""
     given = manifest["given_split"]
-    if given.isna().all():
+    if cfg.split == "patient" or given.isna().all():
         fractions = {"test": cfg.test_fraction, "val": cfg.val_fraction}
         return split_by_patient(manifest["label"], manifest["patient_id"], fractions, seed)
     if given.isna().any():
@@ -136,28 +179,24 @@ def _assign_splits(manifest: pd.DataFrame, cfg: DataConfig, seed: int) -> pd.Ser
     return carved.combine_first(given).rename("split")
 
 
-def _class_names(labels: pd.Series, configured: list[str] | None) -> tuple[str, ...]:
-    present = set(labels)
-    if configured is not None:
-        return tuple(name for name in configured if name in present)
-    # Numeric labels in numeric order (MedMNIST without names), others alphabetically.
-    return tuple(sorted(present, key=lambda name: (0, int(name), "") if name.isdigit() else (1, 0, name)))
+def _ordered_labels(labels: set[str]) -> list[str]:
+    """Numeric labels in numeric order (MedMNIST without names), others alphabetically."""
+    return sorted(labels, key=lambda name: (0, int(name), "") if name.isdigit() else (1, 0, name))
 
 
-def _summary(
-    source: str,
-    manifest: pd.DataFrame,
-    class_names: tuple[str, ...],
-    quarantine: pd.DataFrame,
-    duplicates: pd.DataFrame,
-) -> dict:
+def _summary(cfg: DataConfig, manifest: pd.DataFrame, class_names: tuple[str, ...], quarantined: int, duplicates: int):
     counts = manifest.groupby(["split", "label"]).size()
+    salted = bool(os.environ.get(SALT_VARIABLE))
+    if not salted and cfg.parsed_source.scheme in ("dicom", "csv"):
+        log.warning("patient ids hashed with the default salt: set %s for real patient data", SALT_VARIABLE)
     return {
-        "source": source,
+        "source": cfg.source,
         "class_names": list(class_names),
         "images": len(manifest),
         "patients": int(manifest["patient_id"].nunique()),
         "counts": {split: {label: int(n) for label, n in counts[split].items()} for split in counts.index.levels[0]},
-        "quarantined": len(quarantine),
-        "duplicates": len(duplicates),
+        "quarantined": quarantined,
+        "duplicates": duplicates,
+        "patient_salt": SALT_VARIABLE if salted else "default",
+        "dicom": cfg.dicom.model_dump(mode="json"),
     }

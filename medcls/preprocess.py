@@ -7,9 +7,9 @@ Scaling to [0, 1] and standardisation happen inside the model.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -18,8 +18,9 @@ import numpy as np
 from medcls.config import SPLITS, PreprocessConfig
 from medcls.errors import DataError
 from medcls.files import read_json, staged_dir, write_json
-from medcls.imaging import read_image
+from medcls.imaging import LoadedImage, declared_size, decode_image, read_file
 from medcls.ingest import DATASET, load_manifest
+from medcls.parallel import ordered_map
 
 CONTRACT = "contract.json"
 
@@ -34,10 +35,11 @@ class PreprocessResult:
 def preprocess_data(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path) -> PreprocessResult:
     """Write `{split}.npz` (x: N x S x S x C uint8, y: class index, image_id) and the contract."""
     manifest = load_manifest(raw_dir)
-    class_names = read_json(raw_dir / DATASET)["class_names"]
-    contract = {"class_names": class_names, "preprocess": resolve_channels(cfg, manifest["channels"]).model_dump()}
-    resolved = PreprocessConfig.model_validate(contract["preprocess"])
-    class_index = {name: index for index, name in enumerate(class_names)}
+    dataset = read_json(raw_dir / DATASET)
+    resolved = resolve_channels(cfg, manifest["channels"])
+    # The input contract, saved with the model: scoring prepares images exactly like this.
+    contract = {"class_names": dataset["class_names"], "preprocess": resolved.model_dump(), "dicom": dataset["dicom"]}
+    class_index = {name: index for index, name in enumerate(dataset["class_names"])}
     counts = {}
     with staged_dir(out_dir) as staging:
         for split in SPLITS:
@@ -58,27 +60,43 @@ def resolve_channels(cfg: PreprocessConfig, channels: object) -> PreprocessConfi
 
 
 def prepare_files(paths: list[Path], cfg: PreprocessConfig) -> np.ndarray:
-    """Read and prepare images on a thread pool (OpenCV releases the GIL)."""
-    workers = cfg.workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(workers) as pool:
-        images = list(pool.map(lambda path: prepare_image(read_image(path)[1], cfg), paths))
+    """Read and prepare stored image files on all cores."""
+    images = list(ordered_map(partial(prepare_file, cfg=cfg), paths, cfg.workers))
     channels = int(cfg.channels)
     return np.stack(images) if images else np.zeros((0, cfg.image_size, cfg.image_size, channels), np.uint8)
 
 
+def prepare_file(path: Path, cfg: PreprocessConfig) -> np.ndarray:
+    return prepare_encoded(read_file(path), cfg)
+
+
+def prepare_encoded(data: bytes, cfg: PreprocessConfig) -> np.ndarray:
+    """`prepare_image` of an encoded image (PNG, JPEG, ...): what training reads from data/raw and
+    scoring from the inbox. A JPEG is decoded at a reduced scale (libjpeg's DCT scaling) when that
+    still covers the model's input: nearly the same pixels, a fraction of the decoding time."""
+    pixels = _reduced_jpeg(data, cfg)
+    return prepare_image(pixels if pixels is not None else decode_image(data), cfg)
+
+
+def prepare_loaded(image: LoadedImage, cfg: PreprocessConfig) -> np.ndarray:
+    """What training sees for a loaded file: ingest stores an image file's bytes as they are, and
+    DICOM pixels as a lossless PNG, which decodes to the same pixels."""
+    return prepare_encoded(image.encoded, cfg) if image.encoded is not None else prepare_image(image.pixels, cfg)
+
+
 def prepare_image(pixels: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """Grayscale/RGB, 8/16-bit pixels -> S x S x C uint8: intensity window, colour, size,
-    denoise, contrast (CLAHE)."""
+    """Grayscale/RGB, 8/16-bit pixels -> S x S x C uint8. The image is shrunk first, so every
+    later step (intensity window, denoise, CLAHE) works at the model's resolution; padding comes
+    last so that it counts in neither the window nor the contrast tiles."""
     if cfg.channels == "auto":
         raise ValueError("prepare_image needs resolved channels (1 or 3), see resolve_channels")
-    image = _to_8bit(pixels, cfg.normalize == "percentile")
-    image = _convert_channels(image, int(cfg.channels))
-    image = _resize(image, cfg.image_size, cfg.resize)
+    image = _fit(_convert_channels(pixels, int(cfg.channels)), cfg.image_size, cfg.resize)
+    image = _to_8bit(image, cfg.normalize == "percentile")
     if cfg.denoise:
         image = _denoise(image, cfg.denoise_strength)
     if cfg.clahe:
         image = _clahe(image, cfg.clahe_clip_limit, cfg.clahe_tile_grid)
-    return image.reshape(cfg.image_size, cfg.image_size, -1)
+    return _pad(image, cfg.image_size).reshape(cfg.image_size, cfg.image_size, -1)
 
 
 def load_split(processed_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -94,18 +112,55 @@ def load_contract(processed_dir: Path) -> dict:
     return read_json(processed_dir / CONTRACT)
 
 
+_REDUCED_DECODE = {
+    1: {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4, 8: cv2.IMREAD_REDUCED_GRAYSCALE_8},
+    3: {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8},
+}
+
+
+def _reduced_jpeg(data: bytes, cfg: PreprocessConfig) -> np.ndarray | None:
+    """A JPEG decoded at 1/2, 1/4 or 1/8 scale, the smallest that keeps the fitted side at least
+    `image_size`; None when the data is no JPEG or cannot be reduced."""
+    size = declared_size(data) if data.startswith(b"\xff\xd8") else None
+    if size is None:
+        return None
+    side = max(size) if cfg.resize == "pad" else min(size)  # the side that is scaled to image_size
+    factor = next((f for f in (8, 4, 2) if side // f >= cfg.image_size), None)
+    if factor is None:
+        return None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED_DECODE[int(cfg.channels)][factor])
+    if image is None:
+        return None
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if image.ndim == 3 else image
+
+
+_per_thread = threading.local()
+
+
+def _clahe_operator(clip_limit: float, tile_grid: int):
+    """One CLAHE object per thread and setting (creating one costs more than applying it; they
+    keep state, so threads do not share them)."""
+    cache = _per_thread.__dict__.setdefault("clahe", {})
+    key = (clip_limit, tile_grid)
+    if key not in cache:
+        cache[key] = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(tile_grid, tile_grid))
+    return cache[key]
+
+
 def _to_8bit(pixels: np.ndarray, stretch: bool) -> np.ndarray:
     """Map the 0.5-99.5 percentile range to 0-255 (device-independent exposure), or just scale
     the bit depth down."""
     if not stretch:
         return (pixels >> 8).astype(np.uint8) if pixels.dtype == np.uint16 else pixels
-    histogram = np.bincount(pixels.reshape(-1))
-    cumulative = np.cumsum(histogram) / pixels.size
-    low, high = np.searchsorted(cumulative, [0.005, 0.995])
+    levels = 65536 if pixels.dtype == np.uint16 else 256
+    flat = pixels.reshape(1, -1)  # one window for all channels, so colours keep their balance
+    histogram = cv2.calcHist([flat], [0], None, [levels], [0, levels]).reshape(-1)
+    low, high = np.searchsorted(np.cumsum(histogram), [0.005 * pixels.size, 0.995 * pixels.size])
     if high <= low:  # constant image: nothing to stretch
         return np.zeros(pixels.shape, np.uint8)
-    scaled = (pixels.astype(np.float32) - low) * (255.0 / (high - low))
-    return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+    # Saturating OpenCV arithmetic: below `low` becomes 0, above `high` 255, in two C calls.
+    shifted = cv2.subtract(pixels, np.full(pixels.shape, low, pixels.dtype))
+    return cv2.convertScaleAbs(shifted, alpha=255.0 / (high - low))
 
 
 def _convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
@@ -116,8 +171,8 @@ def _convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return image
 
 
-def _resize(image: np.ndarray, size: int, mode: str) -> np.ndarray:
-    """`stretch` to S x S, or `pad`: scale the longer side to S and pad the shorter with black."""
+def _fit(image: np.ndarray, size: int, mode: str) -> np.ndarray:
+    """`stretch` to S x S, or (`pad`) scale so that the longer side is S, keeping the aspect."""
     height, width = image.shape[:2]
     if mode == "stretch":
         target = (size, size)
@@ -125,13 +180,16 @@ def _resize(image: np.ndarray, size: int, mode: str) -> np.ndarray:
         scale = size / max(height, width)
         target = (max(1, round(width * scale)), max(1, round(height * scale)))
     shrinking = target[0] * target[1] < width * height
-    resized = cv2.resize(image, target, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    pad_y, pad_x = size - target[1], size - target[0]
+    return cv2.resize(image, target, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def _pad(image: np.ndarray, size: int) -> np.ndarray:
+    """Centre on a black S x S canvas (no-op when already square)."""
+    pad_y, pad_x = size - image.shape[0], size - image.shape[1]
     if pad_x == pad_y == 0:
-        return resized
-    return cv2.copyMakeBorder(
-        resized, pad_y // 2, pad_y - pad_y // 2, pad_x // 2, pad_x - pad_x // 2, cv2.BORDER_CONSTANT, value=0
-    )
+        return image
+    top, left = pad_y // 2, pad_x // 2
+    return cv2.copyMakeBorder(image, top, pad_y - top, left, pad_x - left, cv2.BORDER_CONSTANT, value=0)
 
 
 def _denoise(image: np.ndarray, strength: float) -> np.ndarray:
@@ -141,7 +199,7 @@ def _denoise(image: np.ndarray, strength: float) -> np.ndarray:
 
 
 def _clahe(image: np.ndarray, clip_limit: float, tile_grid: int) -> np.ndarray:
-    clahe = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(tile_grid, tile_grid))
+    clahe = _clahe_operator(clip_limit, tile_grid)
     if image.ndim == 2:
         return clahe.apply(image)
     # Colour: equalise lightness only, so hues (e.g. stains) keep their meaning.

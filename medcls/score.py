@@ -10,7 +10,6 @@ contract is used, never params.yaml's, so scoring matches training exactly.
 from __future__ import annotations
 
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medcls.config import PreprocessConfig, ScoreConfig
+from medcls.config import DicomConfig, PreprocessConfig, ScoreConfig
 from medcls.errors import DataError, RegistryError
 from medcls.files import write_table
-from medcls.imaging import UnreadableImage, image_id, read_image
+from medcls.imaging import ImageLimits, UnreadableImage, image_id, load_image, printable_path
 from medcls.ingest import load_manifest
-from medcls.preprocess import prepare_image
+from medcls.parallel import ordered_map
+from medcls.preprocess import prepare_loaded
 from medcls.registry import PRODUCTION, production_version
 
 PREDICTIONS = "predictions.csv"
@@ -50,6 +50,7 @@ class ProductionModel:
     version: str
     class_names: list[str]
     preprocess: PreprocessConfig
+    dicom: DicomConfig  # how DICOM files were converted for training
 
 
 def load_production_model(model_name: str) -> ProductionModel:
@@ -66,7 +67,11 @@ def load_production_model(model_name: str) -> ProductionModel:
     contract = mlflow.models.get_model_info(uri).metadata
     model = mlflow.keras.load_model(uri)
     return ProductionModel(
-        model, str(version.version), contract["class_names"], PreprocessConfig(**contract["preprocess"])
+        model,
+        str(version.version),
+        contract["class_names"],
+        PreprocessConfig(**contract["preprocess"]),
+        DicomConfig(**contract.get("dicom", {})),
     )
 
 
@@ -81,7 +86,7 @@ def score_inbox(cfg: ScoreConfig, production: ProductionModel, inbox: Path, out_
     counts = {"scored": 0, "skipped": 0, "quarantined": 0}
     chunk = cfg.batch_size * CHUNK_BATCHES
     for start in range(0, len(files), chunk):
-        decoded, rejected = _read_chunk(files[start : start + chunk], production.preprocess)
+        decoded, rejected = _read_chunk(files[start : start + chunk], production)
         counts["quarantined"] += _quarantine(rejected, out_dir)
         fresh = []
         for path, digest, array in decoded:  # already scored by this version, or a copy: skip
@@ -121,23 +126,26 @@ def make_demo_inbox(raw_dir: Path, inbox: Path, count: int, seed: int) -> list[P
     ]
 
 
-def _read_chunk(files: list[Path], contract: PreprocessConfig) -> tuple[list[tuple], list[tuple[Path, str]]]:
-    """Decode and prepare files in parallel: [(path, image_id, array)] and [(path, reason)]."""
+def _read_chunk(files: list[Path], production: ProductionModel) -> tuple[list[tuple], list[tuple[Path, str]]]:
+    """Decode and prepare files in parallel: [(name, image_id, array)] and [(path, reason)]."""
 
-    def read(path: Path) -> tuple:
+    def read(path: Path) -> tuple[list[tuple], str | None]:
         try:
-            pixels = read_image(path)[1]
-            return path, image_id(pixels), prepare_image(pixels, contract)
+            images = load_image(path, ImageLimits(), production.dicom)
         except UnreadableImage as exc:
-            return path, None, str(exc)
+            return [], str(exc)
+        name = printable_path(path)
+        return [
+            (name if image.frame is None else f"{name}#frame{image.frame}", image_id(image.pixels),
+             prepare_loaded(image, production.preprocess))
+            for image in images
+        ], None  # fmt: skip
 
     decoded, rejected = [], []
-    with ThreadPoolExecutor() as pool:
-        for path, digest, result in pool.map(read, files):
-            if digest is None:
-                rejected.append((path, result))
-            else:
-                decoded.append((path, digest, result))
+    for path, (images, reason) in zip(files, ordered_map(read, files), strict=True):
+        decoded += images
+        if reason is not None:
+            rejected.append((path, reason))
     return decoded, rejected
 
 
@@ -148,7 +156,7 @@ def _predict(images: list[tuple], production: ProductionModel, cfg: ScoreConfig)
     return pd.DataFrame(
         {
             "image_id": [digest for _, digest, _ in images],
-            "path": [str(path) for path, _, _ in images],
+            "path": [name for name, _, _ in images],
             "label": np.array(production.class_names)[probabilities.argmax(axis=1)],
             "confidence": confidence,
             **{f"prob_{name}": probabilities[:, i] for i, name in enumerate(production.class_names)},
@@ -182,7 +190,8 @@ def _quarantine(rejected: list[tuple[Path, str]], out_dir: Path) -> int:
     for path, reason in rejected:
         target = folder / f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{path.name}"
         shutil.move(path, target)
-        records.append({"path": str(path), "moved_to": str(target), "reason": reason, "quarantined_at": now})
+        record = {"path": printable_path(path), "moved_to": printable_path(target), "reason": reason}
+        records.append({**record, "quarantined_at": now})
     write_table(out_dir / QUARANTINE, pd.concat([_read_table(out_dir / QUARANTINE), pd.DataFrame(records)]))
     return len(records)
 

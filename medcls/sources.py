@@ -1,30 +1,48 @@
-"""Readers for each `data.source` scheme. Each yields images or rejections, never drops a file."""
+"""Readers for each `data.source` scheme.
+
+A reader lists the labels the source declares (a class folder without images included) and
+yields tasks, each turning one entry (a file, an array) into images or rejections. Ingest runs
+the tasks on all cores. Nothing is ever dropped without a rejection saying why.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from medcls import medmnist
 from medcls.config import SPLITS, DataConfig, DataSource
 from medcls.errors import ConfigError, DataError
-from medcls.imaging import UnreadableImage, is_image_file, read_image
-from medcls.synthetic import generate_images
+from medcls.imaging import (
+    ImageLimits,
+    ImageStats,
+    UnreadableImage,
+    describe_image,
+    encode_png,
+    image_id,
+    load_image,
+    printable_path,
+)
+from medcls.parallel import ordered_map
+from medcls.synthetic import CLASS_NAMES, generate_images
 
 
 @dataclass(frozen=True)
 class SourceImage:
-    origin: str  # where the image came from, for reports (a path, or file:split[index])
+    origin: str  # where it came from: a path relative to the source, or file:split[index]
     label: str
     patient: str | None  # as the source names it; None when unknown
     split: str | None  # the split the source gives, if any
-    pixels: np.ndarray
-    encoded: bytes | None = None  # the original file, kept byte for byte; None: store as PNG
-    suffix: str = ".png"
+    image_id: str
+    stats: ImageStats
+    encoded: bytes  # what ingest stores: the original file where it is kept as is, else PNG
+    suffix: str
 
 
 @dataclass(frozen=True)
@@ -34,17 +52,35 @@ class Rejected:
 
 
 SourceItem = SourceImage | Rejected
+SourceTask = Callable[[], list[SourceItem]]
 
 
-def read_source(cfg: DataConfig, seed: int, base_dir: Path) -> Iterator[SourceItem]:
-    """Every image of `data.source`, with its label and, where known, patient and split."""
+@dataclass(frozen=True)
+class Source:
+    labels: tuple[str, ...]  # declared by the source, with or without images
+    tasks: Iterator[SourceTask]
+    details: dict = field(default_factory=dict)  # facts for dataset.json (e.g. a file's MD5)
+
+
+def open_source(cfg: DataConfig, seed: int, base_dir: Path) -> Source:
+    """The source `cfg.source` names, ready to be read."""
     source = cfg.parsed_source
     if source.scheme == "synthetic":
-        return _synthetic(cfg, seed)
-    location = _existing(source, base_dir)
+        return Source(CLASS_NAMES, _synthetic_tasks(cfg, seed))
     if source.scheme == "medmnist":
-        return _medmnist(location, cfg.class_names)
-    return _folder(location, re.compile(cfg.patient_pattern))
+        return _medmnist(source, cfg, base_dir)
+    location = _existing(source, base_dir)
+    if source.scheme == "folder":
+        return _folder(location, cfg)
+    if source.scheme == "csv":
+        return _csv(location, cfg)
+    return _dicom(location, cfg)
+
+
+def image_item(origin, label, patient, split, pixels: np.ndarray, encoded=None, suffix=".png") -> SourceImage:
+    """An image with its content id and statistics; arrays without a file are stored as PNG."""
+    stored = encoded if encoded is not None else encode_png(pixels)
+    return SourceImage(origin, label, patient, split, image_id(pixels), describe_image(pixels), stored, suffix)
 
 
 def _existing(source: DataSource, base_dir: Path) -> Path:
@@ -54,65 +90,187 @@ def _existing(source: DataSource, base_dir: Path) -> Path:
     return path
 
 
-def _synthetic(cfg: DataConfig, seed: int) -> Iterator[SourceItem]:
+def _synthetic_tasks(cfg: DataConfig, seed: int) -> Iterator[SourceTask]:
     for number, image in enumerate(generate_images(cfg.synthetic, seed)):
-        yield SourceImage(f"synthetic:{number}", image.label, image.patient, None, image.pixels)
+        yield partial(_array_item, f"synthetic:{number}", image.label, image.patient, None, image.pixels)
 
 
-def _medmnist(path: Path, class_names: list[str] | None) -> Iterator[SourceItem]:
-    """The official MedMNIST `.npz`: `{split}_images` and `{split}_labels` per split."""
-    try:
-        archive = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npz file: {exc}") from None
-    with archive:
-        for split in SPLITS:
-            if f"{split}_images" not in archive:
-                continue
-            images, labels = archive[f"{split}_images"], archive[f"{split}_labels"]
-            if labels.ndim == 2 and labels.shape[1] != 1:
-                raise DataError(f"{path}: multi-label data ({labels.shape[1]} labels) is not supported")
-            for index, (pixels, label) in enumerate(zip(images, labels.reshape(-1), strict=True)):
-                name = _class_name(int(label), class_names, path)
-                yield SourceImage(f"{path.name}:{split}[{index}]", name, None, split, pixels)
+def _array_item(
+    origin: str, label: str, patient: str | None, split: str | None, pixels: np.ndarray
+) -> list[SourceItem]:
+    return [image_item(origin, label, patient, split, pixels)]
 
 
-def _class_name(label: int, class_names: list[str] | None, path: Path) -> str:
-    if class_names is None:
+def _medmnist(source: DataSource, cfg: DataConfig, base_dir: Path) -> Source:
+    if medmnist.is_dataset_name(source.location):
+        path = medmnist.fetch(source.location, base_dir / "data" / "downloads", cfg.download_mirror)
+    else:
+        path = _existing(source, base_dir)
+    official = medmnist.DATASETS.get(path.stem)
+    names = cfg.class_names or (list(official.class_names) if official else None)
+    md5 = medmnist.file_md5(path)
+    details = {"file_md5": md5, "official_file": official is not None and md5 == official.md5}
+
+    def tasks() -> Iterator[SourceTask]:
+        for entry in medmnist.read_npz(path):
+            label = _class_name(entry.label, names, path)
+            yield partial(
+                _array_item, f"{path.name}:{entry.split}[{entry.index}]", label, None, entry.split, entry.pixels
+            )
+
+    return Source(tuple(names or ()), tasks(), details)
+
+
+def _class_name(label: int, names: list[str] | None, path: Path) -> str:
+    if names is None:
         return str(label)
-    if not 0 <= label < len(class_names):
-        raise ConfigError(f"data.class_names: {path} has label {label}, beyond the {len(class_names)} names")
-    return class_names[label]
+    if not 0 <= label < len(names):
+        raise ConfigError(f"data.class_names: {path} has label {label}, beyond the {len(names)} names")
+    return names[label]
 
 
-def _folder(root: Path, patient_pattern: re.Pattern[str]) -> Iterator[SourceItem]:
-    """`root/<class>/*` or `root/<split>/<class>/*`; files are decoded on a thread pool."""
+@dataclass(frozen=True)
+class _Entry:
+    """One file to read, with what the source says about it."""
+
+    path: Path
+    origin: str
+    label: str | None
+    patient: str | None = None
+    split: str | None = None
+    rejection: str | None = None  # known unusable before reading
+
+
+def _file_tasks(entries: list[_Entry], cfg: DataConfig) -> Iterator[SourceTask]:
+    limits = ImageLimits(cfg.min_image_size, cfg.max_image_pixels)
+    pattern = re.compile(cfg.patient_pattern)
+    return (partial(_read_entry, entry, limits, cfg, pattern) for entry in entries)
+
+
+def _read_entry(entry: _Entry, limits: ImageLimits, cfg: DataConfig, pattern: re.Pattern[str]) -> list[SourceItem]:
+    if entry.rejection:
+        return [Rejected(entry.origin, entry.rejection)]
+    try:
+        images = load_image(entry.path, limits, cfg.dicom)
+    except UnreadableImage as exc:
+        return [Rejected(entry.origin, str(exc))]
+    items: list[SourceItem] = []
+    for image in images:
+        origin = entry.origin if image.frame is None else f"{entry.origin}#frame{image.frame}"
+        # The patient as the source names it, else as the DICOM header does, else the file name.
+        patient = entry.patient or image.patient or _patient_from_name(entry.path.name, pattern)
+        items.append(image_item(origin, entry.label, patient, entry.split, image.pixels, image.encoded, image.suffix))
+    return items
+
+
+def _patient_from_name(name: str, pattern: re.Pattern[str]) -> str | None:
+    match = pattern.search(name)
+    if match is None:
+        return None
+    return match.group(1) if match.groups() else match.group(0)
+
+
+def _folder(root: Path, cfg: DataConfig) -> Source:
+    """`root/<class>/**` or `root/<split>/<class>/**`."""
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
-    tasks = list(_folder_files(root))
-    if not tasks:
-        raise DataError(f"{root}: no class folders with files found")
-    with ThreadPoolExecutor() as pool:
-        yield from pool.map(lambda task: _read_file(*task, patient_pattern), tasks)
-
-
-def _folder_files(root: Path) -> Iterable[tuple[Path, str, str | None]]:
     split_dirs = [root / split for split in SPLITS if (root / split).is_dir()]
+    entries, labels = [], set()
     for split_dir in split_dirs or [root]:
         split = split_dir.name if split_dirs else None
-        for class_dir in sorted(path for path in split_dir.iterdir() if path.is_dir()):
-            for path in sorted(class_dir.rglob("*")):
-                if path.is_file():
-                    yield path, class_dir.name, split
+        for path in sorted(split_dir.iterdir()):
+            if not path.is_dir():
+                entries.append(
+                    _Entry(path, printable_path(path.relative_to(root)), None, rejection="not in a class folder")
+                )
+            elif path.name.startswith("."):
+                entries += _files_under(path, root, None, rejection=f"in a hidden folder ({path.name})")
+            else:
+                labels.add(path.name)
+                entries += _files_under(path, root, path.name, split)
+    if not labels:
+        raise DataError(f"{root}: no class folders found (expected <class>/ or <split>/<class>/ folders)")
+    return Source(tuple(sorted(labels)), _file_tasks(entries, cfg))
 
 
-def _read_file(path: Path, label: str, split: str | None, pattern: re.Pattern[str]) -> SourceItem:
-    if not is_image_file(path):
-        return Rejected(str(path), f"not an image file type ({path.suffix or 'no extension'})")
+def _files_under(folder: Path, root: Path, label: str | None, split=None, rejection=None) -> list[_Entry]:
+    files = sorted(path for path in folder.rglob("*") if not path.is_dir())  # broken links too: reported
+    return [
+        _Entry(path, printable_path(path.relative_to(root)), label, split=split, rejection=rejection) for path in files
+    ]
+
+
+def _csv(path: Path, cfg: DataConfig) -> Source:
+    """A manifest `path,label[,patient_id,split]`; paths are relative to the manifest's folder."""
+    table = _read_table(path, required={"path", "label"})
+    root = path.parent.resolve()
+    entries = [_csv_entry(row, root) for row in table.to_dict("records")]
+    labels = sorted({row["label"] for row in table.to_dict("records") if row["label"]})
+    return Source(tuple(labels), _file_tasks(entries, cfg))
+
+
+def _csv_entry(row: dict, root: Path) -> _Entry:
+    origin, label = row["path"], row["label"] or None
+    target = (root / origin).resolve()
+    split = row.get("split") or None
+    rejection = None
+    if not target.is_relative_to(root):
+        rejection = "path escapes the manifest's folder (refused)"
+    elif label is None:
+        rejection = "no label"
+    elif split is not None and split not in SPLITS:
+        rejection = f"unknown split {split!r} (expected {', '.join(SPLITS)})"
+    return _Entry(target, origin, label, row.get("patient_id") or None, split, rejection)
+
+
+def _dicom(root: Path, cfg: DataConfig) -> Source:
+    """A folder of DICOM files labelled by a CSV keyed by `SOPInstanceUID` or `file`."""
+    labels_path = root / cfg.dicom.labels
+    if not labels_path.is_file():
+        raise ConfigError(f"data.dicom.labels: {labels_path} not found (a CSV with label and SOPInstanceUID or file)")
+    table = _read_table(labels_path, required={"label"})
+    key = next((column for column in ("SOPInstanceUID", "file") if column in table.columns), None)
+    if key is None:
+        raise DataError(f"{labels_path}: needs a SOPInstanceUID or a file column to find the images")
+    rows = {row[key]: row for row in table.to_dict("records")}
+    files = sorted(p for p in root.rglob("*") if not p.is_dir() and p != labels_path and not p.name.startswith("."))
+    if key == "SOPInstanceUID":
+        keys = list(ordered_map(_instance_uid, files))
+    else:
+        keys = [path.relative_to(root).as_posix() for path in files]
+    entries = [_dicom_entry(path, printable_path(path.relative_to(root)), rows.get(k), cfg.dicom.labels)
+               for path, k in zip(files, keys, strict=True)]  # fmt: skip
+    unmatched = sorted(set(rows) - set(keys))
+    entries += [_Entry(labels_path, f"{cfg.dicom.labels}:{k}", None, rejection=f"in {cfg.dicom.labels}, not found")
+                for k in unmatched]  # fmt: skip
+    labels = sorted({row["label"] for row in rows.values() if row["label"]})
+    return Source(tuple(labels), _file_tasks(entries, cfg))
+
+
+def _dicom_entry(path: Path, origin: str, row: dict | None, labels_name: str) -> _Entry:
+    if row is None:
+        return _Entry(path, origin, None, rejection=f"no label in {labels_name}")
+    label = row["label"] or None
+    return _Entry(path, origin, label, row.get("patient_id") or None, row.get("split") or None,
+                  None if label else "no label")  # fmt: skip
+
+
+def _instance_uid(path: Path) -> str | None:
+    """SOPInstanceUID from the header alone (None if unreadable: reading the file will say why)."""
+    import pydicom
+
     try:
-        data, pixels = read_image(path)
-    except UnreadableImage as exc:
-        return Rejected(str(path), str(exc))
-    match = pattern.search(path.name)
-    patient = (match.group(1) if match.groups() else match.group(0)) if match else None
-    return SourceImage(str(path), label, patient, split, pixels, data, path.suffix.lower())
+        return str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+    except Exception:
+        return None
+
+
+def _read_table(path: Path, required: set[str]) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV: {exc}") from None
+    missing = required - set(table.columns)
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))} (has {', '.join(table.columns)})")
+    return table

@@ -15,7 +15,10 @@ def split_by_patient(labels: pd.Series, patients: pd.Series, fractions: dict[str
     """
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({"label": labels.to_numpy(), "patient": patients.to_numpy()})
-    patient_label = frame.groupby("patient")["label"].agg(lambda values: values.mode().iloc[0])
+    counts = frame.groupby(["patient", "label"]).size().reset_index(name="images")
+    # Each patient's most frequent label (ties: the first label in order).
+    majority = counts.sort_values(["patient", "images", "label"], ascending=[True, False, True])
+    patient_label = majority.drop_duplicates("patient").set_index("patient")["label"]
     patient_size = frame["patient"].value_counts()
     edges = np.cumsum(list(fractions.values()))
     names = np.array([*fractions, "train"])

@@ -16,10 +16,11 @@ import pandas as pd
 
 from medcls.config import SPLITS, ValidateConfig
 from medcls.errors import ValidationFailed
-from medcls.files import read_json, write_bytes, write_json
+from medcls.files import read_json, staged_dir, write_bytes, write_json
 from medcls.ingest import DATASET, load_manifest
 
 SUMMARY = "summary.json"
+DATA_DOCS = "data_docs"  # Great Expectations Data Docs (HTML): data_docs/index.html
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,16 @@ class ValidationReport:
 
 
 def validate_data(cfg: ValidateConfig, raw_dir: Path, report_dir: Path) -> ValidationReport:
-    """Run the suite on `raw_dir`, write the report, raise ValidationFailed on a blocking failure."""
+    """Run the suite on `raw_dir`, write the report (also when it fails), raise ValidationFailed
+    on a blocking failure."""
     manifest = load_manifest(raw_dir)
     labels = cfg.expected_labels or read_json(raw_dir / DATASET)["class_names"]
     tables = _tables(manifest, raw_dir, labels)
-    outcomes = tuple(_run_checks(tables, build_checks(cfg, labels)))
-    report = ValidationReport(all(o.success or not o.check.blocking for o in outcomes), outcomes, report_dir)
-    _write_report(report, tables)
+    with staged_dir(report_dir) as staging:
+        outcomes = tuple(_run_checks(tables, build_checks(cfg, labels), staging / DATA_DOCS))
+        success = all(o.success or not o.check.blocking for o in outcomes)
+        report = ValidationReport(success, outcomes, report_dir)
+        _write_report(report, tables, staging)
     if not report.success:
         failed = "; ".join(_describe(o) for o in report.failures)
         raise ValidationFailed(f"validation failed: {failed} (see {report_dir / 'report.md'})")
@@ -93,6 +97,7 @@ def build_checks(cfg: ValidateConfig, labels: list[str]) -> list[Check]:
         _check("manifest", "channels", in_set, "channels allowed", value_set=list(cfg.allowed_channels)),
         _check("manifest", "bit_depth", in_set, "bit depth is 8 or 16", value_set=[8, 16]),
         _check("manifest", "std", between, "no blank or constant image", min_value=cfg.min_intensity_std),
+        _check("manifest", "max", between, "no all-black image", min_value=cfg.min_max_intensity),
         _check("patients", "patient_id", unique, "no patient in two splits (leakage)", **leakage),
         _check("classes", "images", between, "enough images per class in each split",
                min_value=cfg.min_images_per_class),
@@ -105,7 +110,8 @@ def _check(table: str, column: str, expectation: str, description: str, blocking
 
 
 def _tables(manifest: pd.DataFrame, raw_dir: Path, labels: list[str]) -> dict[str, pd.DataFrame]:
-    manifest = manifest.assign(file_present=[(raw_dir / f).is_file() for f in manifest["file"]])
+    present = [(raw_dir / file).is_file() and (raw_dir / file).stat().st_size > 0 for file in manifest["file"]]
+    manifest = manifest.assign(file_present=present)
     patients = manifest[["patient_id", "split"]].drop_duplicates()
     grid = pd.MultiIndex.from_product([list(SPLITS), sorted(set(labels) | set(manifest["label"]))])
     counts = manifest.groupby(["split", "label"]).size().reindex(grid, fill_value=0)
@@ -115,7 +121,8 @@ def _tables(manifest: pd.DataFrame, raw_dir: Path, labels: list[str]) -> dict[st
     return {"manifest": manifest, "patients": patients, "classes": classes}
 
 
-def _run_checks(tables: dict[str, pd.DataFrame], checks: list[Check]) -> list[Outcome]:
+def _run_checks(tables: dict[str, pd.DataFrame], checks: list[Check], docs_dir: Path) -> list[Outcome]:
+    """Validate each table with its suite; the results also become Data Docs in `docs_dir`."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -123,6 +130,7 @@ def _run_checks(tables: dict[str, pd.DataFrame], checks: list[Check]) -> list[Ou
     logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.add_data_docs_site("medcls", _docs_site(docs_dir))
     source = context.data_sources.add_pandas("medcls")
     outcomes = []
     for table, frame in tables.items():
@@ -132,10 +140,20 @@ def _run_checks(tables: dict[str, pd.DataFrame], checks: list[Check]) -> list[Ou
             expectation = suite.add_expectation(getattr(gx.expectations, check.expectation)(**check.kwargs))
             by_id[expectation.id] = check
         batch = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("all")
-        result = batch.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+        validation = context.validation_definitions.add(gx.ValidationDefinition(name=table, data=batch, suite=suite))
+        result = validation.run(batch_parameters={"dataframe": frame})
         # GE reports in its own order; match each result to its check by expectation id.
         outcomes += [_outcome(by_id[r.expectation_config.id], r) for r in result.results]
+    context.build_data_docs(site_names=["medcls"])
     return sorted(outcomes, key=lambda outcome: checks.index(outcome.check))
+
+
+def _docs_site(folder: Path) -> dict:
+    return {
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(folder)},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    }
 
 
 def _outcome(check: Check, result) -> Outcome:
@@ -162,10 +180,10 @@ def _describe(outcome: Outcome) -> str:
     return f"{text}: " + (f"{outcome.unexpected} rows" if outcome.unexpected else f"observed {outcome.examples}")
 
 
-def _write_report(report: ValidationReport, tables: dict[str, pd.DataFrame]) -> None:
-    report.report_dir.mkdir(parents=True, exist_ok=True)
+def _write_report(report: ValidationReport, tables: dict[str, pd.DataFrame], folder: Path) -> None:
+    """`summary.json` (stable: no dates, so DVC sees the same result as unchanged) and `report.md`."""
     write_json(
-        report.report_dir / SUMMARY,
+        folder / SUMMARY,
         {
             "success": report.success,
             "images": len(tables["manifest"]),
@@ -175,7 +193,8 @@ def _write_report(report: ValidationReport, tables: dict[str, pd.DataFrame]) -> 
     lines = [
         f"# Data validation: {'PASSED' if report.success else 'FAILED'}",
         "",
-        f"{len(tables['manifest'])} images, {tables['patients']['patient_id'].nunique()} patients.",
+        f"{len(tables['manifest'])} images, {tables['patients']['patient_id'].nunique()} patients. "
+        f"Great Expectations Data Docs: [{DATA_DOCS}/index.html]({DATA_DOCS}/index.html).",
         "",
         "| result | check | examples |",
         "|---|---|---|",
@@ -184,4 +203,4 @@ def _write_report(report: ValidationReport, tables: dict[str, pd.DataFrame]) -> 
         status = "ok" if o.success else ("FAIL" if o.check.blocking else "warn")
         lines.append(f"| {status} | {_describe(o)} | {o.examples if not o.success else ''} |")
     lines += ["", "## Images per split and class", "", "```", tables["classes"].to_string(index=False), "```"]
-    write_bytes(report.report_dir / "report.md", ("\n".join(lines) + "\n").encode())
+    write_bytes(folder / "report.md", ("\n".join(lines) + "\n").encode())

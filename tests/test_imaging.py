@@ -8,13 +8,21 @@ import cv2
 import numpy as np
 import pytest
 
-from medcls.imaging import UnreadableImage, decode_image, describe_image, encode_png, image_id, read_image
+from medcls.imaging import (
+    UnreadableImage,
+    declared_size,
+    decode_image,
+    describe_image,
+    encode_png,
+    image_id,
+    read_file,
+)
 
 GRAY = (np.arange(24 * 32, dtype=np.uint32).reshape(24, 32) % 251).astype(np.uint8)
 
 
-def _encoded(pixels: np.ndarray, suffix: str) -> bytes:
-    ok, data = cv2.imencode(suffix, pixels)
+def _encoded(pixels: np.ndarray, suffix: str, options: list[int] | None = None) -> bytes:
+    ok, data = cv2.imencode(suffix, pixels, options or [])
     assert ok
     return data.tobytes()
 
@@ -66,4 +74,13 @@ def test_unusable_bytes_say_why(data: bytes, reason: str):
 
 def test_unreadable_file_says_why(tmp_path: Path):
     with pytest.raises(UnreadableImage, match="cannot read file"):
-        read_image(tmp_path / "absent.png")
+        read_file(tmp_path / "absent.png")
+
+
+@pytest.mark.parametrize("progressive", [0, 1])
+def test_jpeg_size_is_read_from_the_header(progressive: int):
+    data = _encoded(np.zeros((37, 53, 3), np.uint8), ".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, progressive])
+    assert declared_size(data) == (53, 37)
+    assert declared_size(data[:12]) is None  # truncated before the frame header: unknown
+    with pytest.raises(UnreadableImage, match=r"image too large \(53x37 px"):
+        declared_size(data, max_pixels=1000)

@@ -18,20 +18,8 @@ from medcls.splits import split_by_patient
 from tests.support import SHARED_DATA, requires_shared_data
 
 SYNTHETIC = DataConfig(synthetic=SyntheticConfig(patients=60, images_per_patient=(1, 4), image_size=32))
-MANIFEST_COLUMNS = {
-    "image_id",
-    "file",
-    "origin",
-    "label",
-    "patient_id",
-    "split",
-    "width",
-    "height",
-    "channels",
-    "bit_depth",
-    "mean",
-    "std",
-}
+MANIFEST_COLUMNS = {"image_id", "file", "origin", "label", "patient_id", "split"} | {
+    "width", "height", "channels", "bit_depth", "mean", "std", "min", "max"}  # fmt: skip
 
 
 def _image(seed: int, size: int = 20) -> np.ndarray:
@@ -119,11 +107,12 @@ def test_folder_with_train_test_keeps_test_and_carves_val_by_patient(tmp_path: P
         DataConfig(source="folder:xrays", val_fraction=0.2), tmp_path / "raw", seed=1, base_dir=tmp_path
     )
     manifest = load_manifest(result.raw_dir)
-    assert (manifest["origin"].str.contains("/test/") == (manifest["split"] == "test")).all()
+    assert (manifest["origin"].str.startswith("test/") == (manifest["split"] == "test")).all()
     assert manifest.groupby("patient_id")["split"].nunique().max() == 1
     val = manifest[manifest["split"] == "val"]
     assert 10 <= len(val) <= 22 and set(val["label"]) == {"NORMAL", "PNEUMONIA"}
-    assert manifest["file"].str.endswith(".jpeg").all()  # original bytes kept, not re-encoded
+    first = manifest.iloc[0]
+    assert (result.raw_dir / first["file"]).read_bytes() == (source / first["origin"]).read_bytes()  # kept as is
 
 
 def test_medmnist_npz_keeps_official_splits_and_names_classes(tmp_path: Path):
@@ -182,3 +171,48 @@ def test_chest_xray_folder_finds_the_known_flaws():
     assert (shared.groupby("patient_id")["official"].nunique() > 1).sum() == 170
     assert 25 <= result.duplicates <= 40 and result.quarantined == 0
     assert result.class_names == ("NORMAL", "PNEUMONIA")
+
+
+def test_csv_manifest_gives_patients_and_splits(tmp_path: Path):
+    rows = []
+    for n in range(12):
+        _write(tmp_path / "scans" / f"{n}.png", _image(200 + n))
+        rows.append({"path": f"scans/{n}.png", "label": "a" if n % 2 else "b", "patient_id": f"p{n // 2}",
+                     "split": ["train", "val", "test"][n // 2 % 3]})  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    result = ingest_data(DataConfig(source="csv:manifest.csv"), tmp_path / "raw", seed=1, base_dir=tmp_path)
+    manifest = load_manifest(result.raw_dir).set_index("origin")
+    assert manifest.loc["scans/5.png", "split"] == "test" and manifest.loc["scans/0.png", "split"] == "train"
+    assert manifest["patient_id"].nunique() == 6
+    assert manifest.loc["scans/4.png", "patient_id"] == manifest.loc["scans/5.png", "patient_id"]
+
+
+def _leaky_folder(root: Path) -> None:
+    """An official-style split where patient 0 has images in both train and test."""
+    for split, patients in (("train", range(0, 12)), ("test", (0, 12, 13, 14))):
+        for patient in patients:
+            label = "NORMAL" if patient % 2 else "PNEUMONIA"
+            _write(
+                root / split / label / f"person{patient}_virus_{split}.jpeg", _image(1000 * (split == "test") + patient)
+            )
+
+
+def test_resplit_by_patient_removes_the_leakage_of_a_given_split(tmp_path: Path):
+    _leaky_folder(tmp_path / "xrays")
+    given = load_manifest(ingest_data(DataConfig(source="folder:xrays"), tmp_path / "given", seed=1,
+                                      base_dir=tmp_path).raw_dir)  # fmt: skip
+    assert (given.groupby("patient_id")["split"].nunique() > 1).sum() == 1
+    config = DataConfig(source="folder:xrays", split="patient", val_fraction=0.2, test_fraction=0.2)
+    resplit = load_manifest(ingest_data(config, tmp_path / "resplit", seed=1, base_dir=tmp_path).raw_dir)
+    assert resplit.groupby("patient_id")["split"].nunique().max() == 1
+    assert set(resplit["split"]) == {"train", "val", "test"}
+
+
+def test_patient_ids_depend_on_the_secret_salt(tmp_path: Path, monkeypatch):
+    _write(tmp_path / "src" / "A" / "person1_a.png", _image(1))
+    config = DataConfig(source="folder:src")
+    default = load_manifest(ingest_data(config, tmp_path / "one", seed=1, base_dir=tmp_path).raw_dir)
+    monkeypatch.setenv("MEDCLS_PATIENT_SALT", "a long secret kept in the team's vault")
+    salted = ingest_data(config, tmp_path / "two", seed=1, base_dir=tmp_path)
+    assert load_manifest(salted.raw_dir)["patient_id"][0] != default["patient_id"][0]
+    assert read_json(salted.raw_dir / "dataset.json")["patient_salt"] == "MEDCLS_PATIENT_SALT"

@@ -45,6 +45,10 @@ def test_clean_data_passes_and_writes_reports(raw_dir: Path, tmp_path: Path):
         "ExpectColumnValuesToNotBeNull",
     }
     assert "PASSED" in (tmp_path / "validation" / "report.md").read_text()
+    docs = tmp_path / "validation" / "data_docs"
+    assert (docs / "index.html").exists()
+    pages = {page.name for page in (docs / "validations").rglob("*.html")}
+    assert pages == {"medcls-manifest.html", "medcls-patients.html", "medcls-classes.html"}
 
 
 def _leak_patient(manifest: pd.DataFrame) -> pd.DataFrame:

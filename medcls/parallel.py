@@ -1,0 +1,42 @@
+"""Parallel map on threads, results in input order, bounded memory.
+
+Decoding, hashing, resizing and file I/O release the GIL (OpenCV, hashlib, zlib, the OS), so
+threads use every core without copying images between processes. (Worker processes were
+measured slower here: each spends about a second importing the stack.)
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
+from typing import TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+BATCH = 16  # items per job: amortises the hand-over to a worker
+
+
+def worker_count(requested: int = 0) -> int:
+    """`requested` threads, or one per core when 0."""
+    return requested or os.cpu_count() or 1
+
+
+def ordered_map(function: Callable[[Item], Result], items: Iterable[Item], workers: int = 0) -> Iterator[Result]:
+    """`function` over `items` in batches on a thread pool; a few batches per worker wait in memory."""
+    workers = worker_count(workers)
+    pending: deque[Future[list[Result]]] = deque()
+    remaining = iter(items)
+    with ThreadPoolExecutor(workers) as pool:
+        while batch := list(islice(remaining, BATCH)):
+            pending.append(pool.submit(_apply, function, batch))
+            if len(pending) >= 2 * workers:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+
+
+def _apply(function: Callable[[Item], Result], batch: list[Item]) -> list[Result]:
+    return [function(item) for item in batch]
