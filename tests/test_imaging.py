@@ -8,13 +8,16 @@ import cv2
 import numpy as np
 import pytest
 
+from medcls.config import DicomConfig
 from medcls.imaging import (
+    ImageLimits,
     UnreadableImage,
     declared_size,
     decode_image,
     describe_image,
     encode_png,
     image_id,
+    load_image,
     read_file,
 )
 
@@ -84,3 +87,23 @@ def test_jpeg_size_is_read_from_the_header(progressive: int):
     assert declared_size(data[:12]) is None  # truncated before the frame header: unknown
     with pytest.raises(UnreadableImage, match=r"image too large \(53x37 px"):
         declared_size(data, max_pixels=1000)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "pixels"),
+    [
+        (".tif", GRAY),
+        (".tif", GRAY.astype(np.uint16) * 257),
+        (".tiff", np.dstack([GRAY, np.roll(GRAY, 5, axis=1), np.zeros_like(GRAY)])),
+        (".bmp", GRAY),
+        (".jpg", GRAY),
+    ],
+)
+def test_supported_formats_load_with_their_bit_depth(tmp_path: Path, suffix: str, pixels: np.ndarray):
+    path = tmp_path / f"scan{suffix}"
+    path.write_bytes(_encoded(pixels, suffix))
+    (image,) = load_image(path, ImageLimits(), DicomConfig())
+    assert image.pixels.dtype == pixels.dtype and image.pixels.shape == pixels.shape
+    if suffix != ".jpg":  # lossless formats keep every value (colour comes back as RGB)
+        expected = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB) if pixels.ndim == 3 else pixels
+        assert np.array_equal(image.pixels, expected)
