@@ -43,6 +43,8 @@ class IngestResult:
 def ingest_data(cfg: DataConfig, out_dir: Path, *, seed: int, base_dir: Path) -> IngestResult:
     """Read `cfg.source`, store each distinct image once, split by patient, write the manifest."""
     source = open_source(cfg, seed, base_dir)
+    if not os.environ.get(SALT_VARIABLE) and cfg.parsed_source.scheme in ("dicom", "csv"):
+        log.warning("patient ids are hashed with the default salt: set %s for real patient data", SALT_VARIABLE)
     with staged_dir(out_dir) as staging:
         rows, rejected = _store_images(source, staging, cfg.class_names)
         if not rows:
@@ -187,8 +189,6 @@ def _ordered_labels(labels: set[str]) -> list[str]:
 def _summary(cfg: DataConfig, manifest: pd.DataFrame, class_names: tuple[str, ...], quarantined: int, duplicates: int):
     counts = manifest.groupby(["split", "label"]).size()
     salted = bool(os.environ.get(SALT_VARIABLE))
-    if not salted and cfg.parsed_source.scheme in ("dicom", "csv"):
-        log.warning("patient ids hashed with the default salt: set %s for real patient data", SALT_VARIABLE)
     return {
         "source": cfg.source,
         "class_names": list(class_names),

@@ -188,13 +188,16 @@ def _folder(root: Path, cfg: DataConfig) -> Source:
             else:
                 labels.add(path.name)
                 entries += _files_under(path, root, path.name, split)
+    for path in sorted(set(root.iterdir()) - set(split_dirs)) if split_dirs else []:
+        entries += _files_under(path, root, None, rejection="outside the train/val/test folders")
     if not labels:
         raise DataError(f"{root}: no class folders found (expected <class>/ or <split>/<class>/ folders)")
     return Source(tuple(sorted(labels)), _file_tasks(entries, cfg))
 
 
 def _files_under(folder: Path, root: Path, label: str | None, split=None, rejection=None) -> list[_Entry]:
-    files = sorted(path for path in folder.rglob("*") if not path.is_dir())  # broken links too: reported
+    """Every file in `folder` (or `folder` itself if it is a file); broken links too: reported."""
+    files = sorted(path for path in folder.rglob("*") if not path.is_dir()) if folder.is_dir() else [folder]
     return [
         _Entry(path, printable_path(path.relative_to(root)), label, split=split, rejection=rejection) for path in files
     ]

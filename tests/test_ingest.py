@@ -103,9 +103,14 @@ def test_folder_with_train_test_keeps_test_and_carves_val_by_patient(tmp_path: P
             for scan in range(2):
                 label = "PNEUMONIA" if patient % 3 else "NORMAL"
                 _write(source / split / label / f"person{patient}_bacteria_{scan}.jpeg", _image(patient * 10 + scan))
+    _write(source / "NORMAL" / "misplaced.jpeg", _image(7))  # beside the split folders
+    (source / "README.txt").write_text("chest X-rays")
     result = ingest_data(
         DataConfig(source="folder:xrays", val_fraction=0.2), tmp_path / "raw", seed=1, base_dir=tmp_path
     )
+    reasons = pd.read_csv(result.raw_dir / "quarantine.csv").set_index("origin")["reason"].to_dict()
+    assert reasons == {"NORMAL/misplaced.jpeg": "outside the train/val/test folders",
+                       "README.txt": "outside the train/val/test folders"}  # fmt: skip
     manifest = load_manifest(result.raw_dir)
     assert (manifest["origin"].str.startswith("test/") == (manifest["split"] == "test")).all()
     assert manifest.groupby("patient_id")["split"].nunique().max() == 1
