@@ -21,6 +21,7 @@ from medcls.config import DicomConfig
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
+JPEG_MAGIC = b"\xff\xd8"
 
 
 class UnreadableImage(ValueError):
@@ -155,7 +156,7 @@ def _format_suffix(data: bytes) -> str | None:
     return None
 
 
-_MAGIC = ((b"\x89PNG", ".png"), (b"\xff\xd8", ".jpg"), (b"BM", ".bmp"), (b"II*\x00", ".tif"), (b"MM\x00*", ".tif"))
+_MAGIC = ((b"\x89PNG", ".png"), (JPEG_MAGIC, ".jpg"), (b"BM", ".bmp"), (b"II*\x00", ".tif"), (b"MM\x00*", ".tif"))
 
 
 def _checked(image: LoadedImage, limits: ImageLimits) -> LoadedImage:
@@ -165,10 +166,14 @@ def _checked(image: LoadedImage, limits: ImageLimits) -> LoadedImage:
     return image
 
 
+def is_jpeg(data: bytes) -> bool:
+    return data.startswith(JPEG_MAGIC)
+
+
 def declared_size(data: bytes, max_pixels: int = ImageLimits.max_pixels) -> tuple[int, int] | None:
     """(width, height) from the header, nothing decoded; None if unknown. The decompression-bomb
     guard: an image with too many pixels is refused before any decoding."""
-    size = _jpeg_size(data) if data.startswith(b"\xff\xd8") else _pillow_size(data, max_pixels)
+    size = _jpeg_size(data) if is_jpeg(data) else _pillow_size(data, max_pixels)
     if size is not None and size[0] * size[1] > max_pixels:
         raise UnreadableImage(f"image too large ({size[0]}x{size[1]} px; data.max_image_pixels is {max_pixels})")
     return size

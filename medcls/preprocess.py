@@ -18,7 +18,7 @@ import numpy as np
 from medcls.config import SPLITS, PreprocessConfig
 from medcls.errors import DataError
 from medcls.files import read_json, staged_dir, write_json
-from medcls.imaging import LoadedImage, declared_size, decode_image, read_file
+from medcls.imaging import LoadedImage, declared_size, decode_image, is_jpeg, read_file
 from medcls.ingest import DATASET, load_manifest
 from medcls.parallel import ordered_map
 
@@ -121,7 +121,7 @@ _REDUCED_DECODE = {
 def _reduced_jpeg(data: bytes, cfg: PreprocessConfig) -> np.ndarray | None:
     """A JPEG decoded at 1/2, 1/4 or 1/8 scale, the smallest that keeps the fitted side at least
     `image_size`; None when the data is no JPEG or cannot be reduced."""
-    size = declared_size(data) if data.startswith(b"\xff\xd8") else None
+    size = declared_size(data) if is_jpeg(data) else None
     if size is None:
         return None
     side = max(size) if cfg.resize == "pad" else min(size)  # the side that is scaled to image_size

@@ -77,7 +77,15 @@ def open_source(cfg: DataConfig, seed: int, base_dir: Path) -> Source:
     return _dicom(location, cfg)
 
 
-def image_item(origin, label, patient, split, pixels: np.ndarray, encoded=None, suffix=".png") -> SourceImage:
+def image_item(
+    origin: str,
+    label: str,
+    patient: str | None,
+    split: str | None,
+    pixels: np.ndarray,
+    encoded: bytes | None = None,
+    suffix: str = ".png",
+) -> SourceImage:
     """An image with its content id and statistics; arrays without a file are stored as PNG."""
     stored = encoded if encoded is not None else encode_png(pixels)
     return SourceImage(origin, label, patient, split, image_id(pixels), describe_image(pixels), stored, suffix)

@@ -9,6 +9,7 @@ ValidationFailed naming each failure and how many rows broke it.
 from __future__ import annotations
 
 import logging
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -110,8 +111,7 @@ def _check(table: str, column: str, expectation: str, description: str, blocking
 
 
 def _tables(manifest: pd.DataFrame, raw_dir: Path, labels: list[str]) -> dict[str, pd.DataFrame]:
-    present = [(raw_dir / file).is_file() and (raw_dir / file).stat().st_size > 0 for file in manifest["file"]]
-    manifest = manifest.assign(file_present=present)
+    manifest = manifest.assign(file_present=[_non_empty_file(raw_dir / file) for file in manifest["file"]])
     patients = manifest[["patient_id", "split"]].drop_duplicates()
     grid = pd.MultiIndex.from_product([list(SPLITS), sorted(set(labels) | set(manifest["label"]))])
     counts = manifest.groupby(["split", "label"]).size().reindex(grid, fill_value=0)
@@ -119,6 +119,14 @@ def _tables(manifest: pd.DataFrame, raw_dir: Path, labels: list[str]) -> dict[st
     split_sizes = classes.groupby("split")["images"].transform("sum").clip(lower=1)
     classes["fraction"] = classes["images"] / split_sizes
     return {"manifest": manifest, "patients": patients, "classes": classes}
+
+
+def _non_empty_file(path: Path) -> bool:
+    try:
+        status = path.stat()
+    except OSError:
+        return False
+    return stat.S_ISREG(status.st_mode) and status.st_size > 0
 
 
 def _run_checks(tables: dict[str, pd.DataFrame], checks: list[Check], docs_dir: Path) -> list[Outcome]:
