@@ -5,7 +5,7 @@ INSTALLED := $(VENV)/.installed
 # Run the project's tools (dvc, medcls, mlflow, prefect) from the virtual environment.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test lint format ui prefect-ui serve clean
+.PHONY: run test lint format ui prefect-ui serve serve-model clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ prefect-ui: $(INSTALLED)
 ## serve: run the scheduled deployments (retraining, scoring) from this machine
 serve: $(INSTALLED)
 	medcls serve
+
+## serve-model: the production model over HTTP on http://127.0.0.1:5001/invocations
+serve-model: $(INSTALLED)
+	MLFLOW_TRACKING_URI=sqlite:///mlruns/mlflow.db mlflow models serve -m "models:/$$(python -c 'from medcls.config import load_params; print(load_params().registry.model_name)')@production" --env-manager local --host 127.0.0.1 --port 5001
 
 ## clean: remove pipeline outputs (data/raw etc.); DVC's cache and the MLflow store are kept
 clean:

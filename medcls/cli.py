@@ -52,6 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     rollback = command("rollback", _rollback, "move production back to the previous version")
     rollback.add_argument("--reason", default="rolled back by hand")
     command("models", _models, "list registered versions and which one is in production")
+    review = commands.add_parser("review", help="the labelled pool: doctors' reviews back into training")
+    actions = review.add_subparsers(required=True, metavar="ACTION")
+    init = actions.add_parser("init", help="create the empty labelled pool data/reviewed (a DVC stage)")
+    init.set_defaults(handler=_review_init)
+    imported = actions.add_parser(
+        "import", help="add reviewed labels (the edited review_queue.csv, or a Label Studio JSON export) to the pool"
+    )
+    imported.add_argument("file", type=Path)
+    imported.set_defaults(handler=_review_import)
+    command("audit", _audit, "flag likely mislabelled training images (cleanlab) into the review queue")
     command("serve", _serve, "run the Prefect deployments on their schedules (Ctrl-C stops)")
     command("summary", _summary, "where to find the metrics, runs and predictions")
     return parser
@@ -161,6 +171,29 @@ def _models(args: argparse.Namespace) -> str:
             f"{v.version:>7}  {_fmt(v.val_auc):>7}  {_fmt(v.test_auc):>8}  {v.created:<25}  {v.run_id}{marker}"
         )
     return "\n".join(lines) if len(lines) > 1 else f"no versions of '{name}' registered yet"
+
+
+def _review_init(args: argparse.Namespace) -> str:
+    from medcls.pipeline import review_init
+
+    return f"labelled pool: {review_init(_project(args))}"
+
+
+def _review_import(args: argparse.Namespace) -> str:
+    from medcls.pipeline import review_import
+
+    r = review_import(_project(args), args.file)
+    return (
+        f"added {r.added} reviewed images ({r.corrected} corrected) and {r.auto_added} auto labels to {r.pool_dir} "
+        f"({r.total} in all); `dvc repro` records the new data version and retrains on it"
+    )
+
+
+def _audit(args: argparse.Namespace) -> str:
+    from medcls.pipeline import audit
+
+    r = audit(_project(args))
+    return f"audited {r.audited} training labels: {r.flagged} likely wrong -> {r.audit_path} (and the review queue)"
 
 
 def _serve(args: argparse.Namespace) -> str:

@@ -100,6 +100,9 @@ class DataConfig(_Section):
     max_image_pixels: int = Field(100_000_000, ge=1)
     # Base URL serving `<name>.npz` for `medmnist:<name>` (default: the official Zenodo record).
     download_mirror: str | None = None
+    # Auto labels (from scoring) in the labelled pool join training only at or above this
+    # calibrated confidence; null: only doctor-reviewed images join.
+    auto_label_min_confidence: Fraction | None = None
     dicom: DicomConfig = DicomConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
 
@@ -161,24 +164,36 @@ class PreprocessConfig(_Section):
 
 
 class AugmentConfig(_Section):
+    """Training-only image augmentation; keep it to what the anatomy allows."""
+
     rotation_degrees: float = Field(8.0, ge=0.0, le=180.0)
+    # Random multiples of 90 degrees (exact, no resampling): only for data without an orientation.
+    quarter_turns: bool = False
     shift_fraction: Fraction = 0.06
+    zoom_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    brightness: Fraction = 0.0  # a random offset of up to this fraction of the 0-255 range
     contrast: Fraction = 0.1
-    # Off by default: laterality matters in chest X-rays.
+    # Off by default: laterality matters in chest X-rays (cells and tissue patches can flip).
     horizontal_flip: bool = False
+    vertical_flip: bool = False
 
 
 class TrainConfig(_Section):
     epochs: PositiveInt = 15
     batch_size: PositiveInt = 64
-    learning_rate: float = Field(2e-3, gt=0.0)
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd: Nesterov momentum 0.9
+    learning_rate: float = Field(2e-3, gt=0.0)  # peak, after the warm-up; then cosine decay
+    warmup_epochs: float = Field(1.0, ge=0.0)
     weight_decay: float = Field(1e-4, ge=0.0)
-    # Feature extractor: one residual stage per width, halving the resolution between stages.
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    # Feature extractor: a stem that shrinks the input by stem_stride (2: strided convolution,
+    # 4: then max-pooling), then one residual stage per width, halving the resolution between stages.
+    stem_stride: Literal[1, 2, 4] = 1
     widths: list[PositiveInt] = Field(default=[24, 48, 96], min_length=1)
     blocks_per_stage: PositiveInt = 1
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
-    class_weights: bool = True
-    early_stopping_patience: PositiveInt = 5
+    class_weights: bool = True  # weight the loss so every class counts equally
+    early_stopping_patience: PositiveInt = 5  # epochs without a better validation AUC
     augment: AugmentConfig = AugmentConfig()
     experiment: str = Field("medcls", min_length=1)
 
@@ -189,15 +204,28 @@ class EvaluateConfig(_Section):
 
 class RegistryConfig(_Section):
     model_name: str = Field("medcls", min_length=1)
-    # A candidate replaces production only if its validation AUC is higher by at least this.
+    # A candidate replaces production only if its validation AUC is higher by more than this...
     min_auc_improvement: float = Field(0.0, ge=0.0)
+    # ...and no class's validation sensitivity (recall) is below this: a model that misses one
+    # finding is not promoted however good its AUC.
+    min_class_sensitivity: Fraction = 0.0
 
 
 class ScoreConfig(_Section):
     inbox: str = "data/inbox"
     output_dir: str = "outputs"
+    # Calibrated confidence (top-class probability) at or above which a label is automatic.
     confidence_threshold: Fraction = 0.8
+    # Most uncertain first in the review queue: entropy of the probabilities, margin between the
+    # two likeliest classes, or plain confidence.
+    review_order: Literal["entropy", "margin", "confidence"] = "entropy"
+    heatmaps: Literal["review", "all", "none"] = "review"  # Grad-CAM overlays for these rows
     batch_size: PositiveInt = 64
+    chunk_size: PositiveInt = 512  # images per scoring task; results are saved after each
+    # Where the scoring tasks run: threads of this process, or a Dask cluster (dask_address, or
+    # a local one when null) for inboxes larger than one machine.
+    runner: Literal["local", "dask"] = "local"
+    dask_address: str | None = None
     # How many held-out test images `medcls demo-inbox` copies into the inbox.
     demo_images: PositiveInt = 24
 

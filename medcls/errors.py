@@ -19,3 +19,7 @@ class ValidationFailed(MedclsError):
 
 class RegistryError(MedclsError):
     """The MLflow Model Registry does not hold what was asked for."""
+
+
+class ScoringBusy(MedclsError):
+    """Another scoring run holds the output folder's lock."""

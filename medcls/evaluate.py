@@ -18,7 +18,7 @@ from medcls.config import EvaluateConfig
 from medcls.files import write_json, write_table
 from medcls.plots import save_confusion_matrix, save_reliability_diagram, save_roc_curves, save_training_curves
 from medcls.preprocess import load_split
-from medcls.train import MODEL_FILE, load_training
+from medcls.train import MODEL_FILE, load_training, predict_logits
 
 EVALUATED_SPLITS = ("val", "test")
 
@@ -35,16 +35,24 @@ def evaluate_model(
 ) -> EvaluationResult:
     """Predict val and test, write `metrics.json` and the plots, log both to the MLflow run."""
     import keras
+    from scipy.special import softmax
 
     training = load_training(model_dir)
     class_names = training["class_names"]
     model = keras.saving.load_model(model_dir / MODEL_FILE)
+    temperature = training["temperature"]
     metrics, outcomes = {}, {}
     for split in EVALUATED_SPLITS:
         x, y, _ = load_split(processed_dir, split)
-        probabilities = model.predict(x.astype(np.float32), batch_size=256, verbose=0)
+        logits = predict_logits(model, x)
+        probabilities = softmax(logits / temperature, axis=1)  # what the saved model outputs
         metrics[split] = classification_metrics(y, probabilities, class_names, cfg.calibration_bins)
-        outcomes[split] = (y, probabilities)
+        # Before temperature scaling, to show what calibration bought (the class never changes).
+        metrics[split]["ece_uncalibrated"] = expected_calibration_error(
+            y, softmax(logits, axis=1), cfg.calibration_bins
+        )
+        metrics[split]["temperature"] = temperature
+        outcomes[split] = (y, probabilities, softmax(logits, axis=1))
     write_json(metrics_path, metrics)
     _write_plots(plots_dir, *outcomes["test"], class_names, cfg.calibration_bins, history_path)
     _log_to_run(training["run_id"], metrics, metrics_path, plots_dir)
@@ -110,7 +118,13 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
 
 
 def _write_plots(
-    plots_dir: Path, y: np.ndarray, probabilities: np.ndarray, class_names: list[str], bins: int, history_path: Path
+    plots_dir: Path,
+    y: np.ndarray,
+    probabilities: np.ndarray,
+    uncalibrated: np.ndarray,
+    class_names: list[str],
+    bins: int,
+    history_path: Path,
 ) -> None:
     plots_dir.mkdir(parents=True, exist_ok=True)
     names = np.array(class_names)
@@ -120,7 +134,8 @@ def _write_plots(
     )
     save_confusion_matrix(plots_dir / "confusion_matrix.png", y, probabilities.argmax(1), class_names)
     save_roc_curves(plots_dir / "roc_curves.png", y, probabilities, class_names)
-    save_reliability_diagram(plots_dir / "reliability.png", y, probabilities, bins)
+    curves = {"temperature-scaled": probabilities, "before scaling": uncalibrated}
+    save_reliability_diagram(plots_dir / "reliability.png", y, curves, bins)
     if history_path.exists():
         save_training_curves(plots_dir / "training_curves.png", pd.read_csv(history_path))
 

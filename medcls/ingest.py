@@ -14,13 +14,23 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from medcls.config import DataConfig
 from medcls.errors import DataError
 from medcls.files import staged_dir, write_json, write_table
 from medcls.parallel import ordered_map
-from medcls.sources import Rejected, Source, SourceTask, open_source
+from medcls.sources import (
+    AUTO_ORIGIN,
+    REVIEWED_ORIGIN,
+    Rejected,
+    Source,
+    SourceTask,
+    open_source,
+    reviewed_pool,
+    with_pool,
+)
 from medcls.splits import split_by_patient
 
 MANIFEST = "manifest.parquet"
@@ -40,9 +50,14 @@ class IngestResult:
     class_names: tuple[str, ...]
 
 
-def ingest_data(cfg: DataConfig, out_dir: Path, *, seed: int, base_dir: Path) -> IngestResult:
-    """Read `cfg.source`, store each distinct image once, split by patient, write the manifest."""
+def ingest_data(
+    cfg: DataConfig, out_dir: Path, *, seed: int, base_dir: Path, reviewed_dir: Path | None = None
+) -> IngestResult:
+    """Read `cfg.source` (and the labelled pool in `reviewed_dir`, see medcls.review), store each
+    distinct image once, split by patient, write the manifest."""
     source = open_source(cfg, seed, base_dir)
+    if reviewed_dir is not None:
+        source = with_pool(source, reviewed_pool(reviewed_dir, cfg))
     if not os.environ.get(SALT_VARIABLE) and cfg.parsed_source.scheme in ("dicom", "csv"):
         log.warning("patient ids are hashed with the default salt: set %s for real patient data", SALT_VARIABLE)
     with staged_dir(out_dir) as staging:
@@ -139,9 +154,11 @@ def _rejection(item, class_names: list[str] | None) -> str | None:
 
 
 def _resolve_duplicates(manifest: pd.DataFrame, staging: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
-    """Identical pixels: under two labels, quarantine all copies (the truth is unknown); in the
-    same split and label, keep the first. Copies across splits stay for validation to report."""
+    """Identical pixels: labels from the labelled pool settle a conflict (_apply_label_precedence);
+    otherwise, under two labels, quarantine all copies (the truth is unknown); in the same split
+    and label, keep the first. Copies across splits stay for validation to report."""
     written = set(manifest["file"])
+    manifest, relabelled = _apply_label_precedence(manifest)
     labels_per_image = manifest.groupby("image_id")["label"].transform("nunique")
     conflicting = manifest[labels_per_image > 1]
     conflicts = [
@@ -159,19 +176,40 @@ def _resolve_duplicates(manifest: pd.DataFrame, staging: Path) -> tuple[pd.DataF
             "image_id": manifest["image_id"][repeated],
         }
     )
+    duplicates = pd.concat([relabelled, duplicates], ignore_index=True)
     manifest = manifest[~repeated].reset_index(drop=True)
     for unused in written - set(manifest["file"]):
         (staging / unused).unlink()  # conflicting pixels, or a copy of a kept image in another format
     return manifest, duplicates, conflicts
 
 
+def _apply_label_precedence(manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Identical pixels under different labels: a doctor's review beats the source's label, which
+    beats an auto label. The losing rows are dropped and listed with the row that was kept."""
+    origin = manifest["origin"]
+    rank = pd.Series(
+        np.select([origin.str.startswith(REVIEWED_ORIGIN), origin.str.startswith(AUTO_ORIGIN)], [0, 2], 1),
+        index=manifest.index,
+    )
+    best = manifest.assign(rank=rank).sort_values("rank", kind="stable").drop_duplicates("image_id")
+    best = best.set_index("image_id")
+    ids = manifest["image_id"]
+    overridden = (rank > ids.map(best["rank"])) & (manifest["label"] != ids.map(best["label"]))
+    relabelled = pd.DataFrame(
+        {"origin": origin[overridden], "kept": ids[overridden].map(best["origin"]), "image_id": ids[overridden]}
+    )
+    return manifest[~overridden], relabelled
+
+
 def _assign_splits(manifest: pd.DataFrame, cfg: DataConfig, seed: int) -> pd.Series:
     """Keep the source's splits; carve `val` out of `train` by patient when the source has none;
     split everything by patient when the source gives no split at all."""
+    from_pool = manifest["origin"].str.startswith((REVIEWED_ORIGIN, AUTO_ORIGIN))
     given = manifest["given_split"]
-    if cfg.split == "patient" or given.isna().all():
+    if cfg.split == "patient" or given[~from_pool].isna().all():
         fractions = {"test": cfg.test_fraction, "val": cfg.val_fraction}
         return split_by_patient(manifest["label"], manifest["patient_id"], fractions, seed)
+    given = given.where(given.notna() | ~from_pool, "train")  # reviewed images join train
     if given.isna().any():
         raise DataError(f"{cfg.source}: some images have a split and others none")
     if (given == "val").any():

@@ -15,10 +15,12 @@ from medcls.config import Params, load_params
 from medcls.runtime import setup_runtime
 
 if TYPE_CHECKING:
+    from medcls.audit import AuditResult
     from medcls.evaluate import EvaluationResult
     from medcls.ingest import IngestResult
     from medcls.preprocess import PreprocessResult
     from medcls.registry import RegistrationResult
+    from medcls.review import ImportResult
     from medcls.score import ScoreResult
     from medcls.train import TrainResult
     from medcls.validate import ValidationReport
@@ -32,6 +34,7 @@ class Project:
     params: Params
 
     raw = property(lambda self: self.root / "data" / "raw")
+    reviewed = property(lambda self: self.root / "data" / "reviewed")  # the labelled pool (medcls.review)
     processed = property(lambda self: self.root / "data" / "processed")
     models = property(lambda self: self.root / "models")
     validation = property(lambda self: self.root / "reports" / "validation")
@@ -54,7 +57,9 @@ def open_project(params_path: Path | str = "params.yaml") -> Project:
 def ingest(project: Project) -> IngestResult:
     from medcls.ingest import ingest_data
 
-    return ingest_data(project.params.data, project.raw, seed=project.params.seed, base_dir=project.root)
+    return ingest_data(
+        project.params.data, project.raw, seed=project.params.seed, base_dir=project.root, reviewed_dir=project.reviewed
+    )
 
 
 def validate(project: Project) -> ValidationReport:
@@ -110,3 +115,30 @@ def demo_inbox(project: Project, count: int | None = None) -> list[Path]:
 
     count = count or project.params.score.demo_images
     return make_demo_inbox(project.raw, project.inbox, count, project.params.seed)
+
+
+def review_init(project: Project) -> Path:
+    from medcls.review import ensure_pool
+
+    return ensure_pool(project.reviewed)
+
+
+def review_import(project: Project, reviews_path: Path) -> ImportResult:
+    import pandas as pd
+
+    from medcls.audit import audit_queue
+    from medcls.errors import DataError
+    from medcls.review import import_reviews, read_reviews
+    from medcls.score import PREDICTIONS, read_predictions
+
+    predictions = pd.concat([read_predictions(project.outputs / PREDICTIONS), audit_queue(project.outputs)])
+    if predictions.empty:
+        raise DataError(f"{project.outputs / PREDICTIONS}: no predictions yet; run `medcls score` first")
+    class_names = [column.removeprefix("prob_") for column in predictions.columns if column.startswith("prob_")]
+    return import_reviews(read_reviews(reviews_path, class_names), predictions, project.reviewed)
+
+
+def audit(project: Project) -> AuditResult:
+    from medcls.audit import audit_labels
+
+    return audit_labels(project.models, project.processed, project.raw, project.outputs, seed=project.params.seed)

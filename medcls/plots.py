@@ -50,15 +50,17 @@ def save_roc_curves(path: Path, y: np.ndarray, probabilities: np.ndarray, class_
     return _save(figure, path)
 
 
-def save_reliability_diagram(path: Path, y: np.ndarray, probabilities: np.ndarray, bins: int) -> Path:
+def save_reliability_diagram(path: Path, y: np.ndarray, curves: dict[str, np.ndarray], bins: int) -> Path:
+    """Accuracy against confidence, one curve per set of probabilities (e.g. before and after
+    temperature scaling)."""
     from sklearn.calibration import calibration_curve
 
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == y
     figure, axes = _figure()
-    if correct.any() and not correct.all():
-        accuracy, mean_confidence = calibration_curve(correct, confidence, n_bins=bins)
-        axes.plot(mean_confidence, accuracy, marker="o", label="model")
+    for label, probabilities in curves.items():
+        correct = probabilities.argmax(axis=1) == y
+        if correct.any() and not correct.all():
+            accuracy, mean_confidence = calibration_curve(correct, probabilities.max(axis=1), n_bins=bins)
+            axes.plot(mean_confidence, accuracy, marker="o", label=label)
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfect calibration")
     axes.set(xlabel="confidence (top class)", ylabel="accuracy", title="Reliability (test)")
     axes.legend()

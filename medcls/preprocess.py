@@ -79,9 +79,12 @@ def prepare_encoded(data: bytes, cfg: PreprocessConfig) -> np.ndarray:
 
 
 def prepare_loaded(image: LoadedImage, cfg: PreprocessConfig) -> np.ndarray:
-    """What training sees for a loaded file: ingest stores an image file's bytes as they are, and
-    DICOM pixels as a lossless PNG, which decodes to the same pixels."""
-    return prepare_encoded(image.encoded, cfg) if image.encoded is not None else prepare_image(image.pixels, cfg)
+    """What training sees for a loaded file: ingest stores an image file's bytes as they are (and
+    DICOM pixels as a lossless PNG, which decodes to the same pixels), so this is
+    `prepare_encoded` of those bytes, reusing the pixels already decoded where it would decode
+    them in full again."""
+    reduced = _reduced_jpeg(image.encoded, cfg) if image.encoded is not None else None
+    return prepare_image(reduced if reduced is not None else image.pixels, cfg)
 
 
 def prepare_image(pixels: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import getpass
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,11 +38,13 @@ class RegistrationResult:
 
 @dataclass(frozen=True)
 class Contender:
-    """What the promotion gate compares: a version's validation AUC and the classes it predicts."""
+    """What the promotion gate compares: a version's validation AUC and per-class sensitivity,
+    and the classes it predicts."""
 
     version: str
     val_auc: float | None
     class_names: list[str] | None
+    val_sensitivity: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,10 @@ def register_model(cfg: RegistryConfig, model_dir: Path, metrics_path: Path, out
     tags = {f"{split}_{key}": str(metrics[split][key]) for split in ("val", "test") for key in ("auc", "acc")}
     tags |= {"data_version": training.get("data_version", ""), CLASSES_TAG: json.dumps(training["class_names"])}
     version = str(mlflow.register_model(training["model_uri"], cfg.model_name, tags=tags).version)
-    candidate = Contender(version, float(metrics["val"]["auc"]), training["class_names"])
+    sensitivity = {name: figures["sensitivity"] for name, figures in metrics["val"]["per_class"].items()}
+    candidate = Contender(version, float(metrics["val"]["auc"]), training["class_names"], sensitivity)
     production = _contender(production_version(cfg.model_name))
-    promoted, reason = promotion_decision(candidate, production, cfg.min_auc_improvement)
+    promoted, reason = promotion_decision(candidate, production, cfg.min_auc_improvement, cfg.min_class_sensitivity)
     _client().set_model_version_tag(cfg.model_name, version, "promotion_decision", reason)
     if promoted:
         _move_production(cfg.model_name, version, reason, _pushed(_history(cfg.model_name), version))
@@ -83,24 +86,39 @@ def register_model(cfg: RegistryConfig, model_dir: Path, metrics_path: Path, out
     return result
 
 
-def promotion_decision(candidate: Contender, production: Contender | None, margin: float) -> tuple[bool, str]:
-    """The gate: a candidate replaces production only if it solves the same task (same classes)
-    and beats production's validation AUC by more than `margin`."""
+def promotion_decision(
+    candidate: Contender, production: Contender | None, margin: float, min_sensitivity: float = 0.0
+) -> tuple[bool, str]:
+    """The gate: a candidate replaces production only if every class reaches `min_sensitivity` on
+    validation, and it solves the same task (same classes) and beats production's validation AUC
+    by more than `margin`. The reason names every check that failed, or the one that decided."""
+    weak = {name: value for name, value in candidate.val_sensitivity.items() if (value or 0.0) < min_sensitivity}
+    blockers = []
+    if weak:
+        listed = ", ".join(f"{name} {value or 0.0:.3f}" for name, value in weak.items())
+        blockers.append(f"val sensitivity below {min_sensitivity} for {listed}")
     if production is None:
-        return True, "promoted: first version"
+        return _decision(blockers, "first version")
     if production.class_names is not None and candidate.class_names != production.class_names:
-        return False, (
-            f"kept in staging: its classes {candidate.class_names} are not v{production.version}'s "
-            f"{production.class_names} (another task: promote it by hand, or use another registry.model_name)"
+        blockers.append(
+            f"its classes {candidate.class_names} are not v{production.version}'s {production.class_names} "
+            "(another task: promote it by hand, or use another registry.model_name)"
         )
+        return _decision(blockers, "")
     if production.val_auc is None:
-        return True, f"promoted: v{production.version} in production has no recorded val AUC"
-    promoted = candidate.val_auc > production.val_auc + margin
+        return _decision(blockers, f"v{production.version} in production has no recorded val AUC")
+    beats = candidate.val_auc > production.val_auc + margin
     comparison = (
-        f"val AUC {candidate.val_auc:.4f} {'beats' if promoted else 'does not beat'} "
+        f"val AUC {candidate.val_auc:.4f} {'beats' if beats else 'does not beat'} "
         f"v{production.version}'s {production.val_auc:.4f} by more than {margin}"
     )
-    return promoted, f"{'promoted' if promoted else 'kept in staging'}: {comparison}"
+    return _decision(blockers if beats else [comparison, *blockers], comparison)
+
+
+def _decision(blockers: list[str], passed: str) -> tuple[bool, str]:
+    if blockers:
+        return False, "kept in staging: " + "; ".join(blockers)
+    return True, f"promoted: {passed}"
 
 
 def production_version(model_name: str):

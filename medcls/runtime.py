@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,16 +41,48 @@ def local_tracking_uri(root: Path) -> str:
     return f"sqlite:///{(root / 'mlruns' / 'mlflow.db').resolve()}"
 
 
-def configure_accelerator(seed: int) -> str:
-    """Seed Keras and, when a GPU is visible, use it with mixed precision. Returns the device."""
+@dataclass(frozen=True)
+class Accelerator:
+    """Where training runs: the device description (an MLflow tag), the mixed-precision policy and
+    the distribution strategy's scope to build the model in."""
+
+    device: str
+    precision: str
+    scope: Callable[[], contextlib.AbstractContextManager]
+
+
+def configure_accelerator(seed: int) -> Accelerator:
+    """Seed Keras; when GPUs are visible, use all of them with mixed precision (bfloat16 where the
+    GPU has it, else float16 with loss scaling). On the CPU nothing changes: float32, no strategy."""
     import keras
 
     keras.utils.set_random_seed(seed)
-    gpus = _visible_gpus(keras.config.backend())
+    backend = keras.config.backend()
+    gpus = _visible_gpus(backend)
     if not gpus:
-        return "CPU"
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    return f"GPU x{len(gpus)}: {gpus[0]}"
+        return Accelerator("CPU", "float32", contextlib.nullcontext)
+    policy = "mixed_bfloat16" if _gpu_has_bfloat16(backend) else "mixed_float16"
+    keras.mixed_precision.set_global_policy(policy)
+    scope = contextlib.nullcontext
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        scope = tf.distribute.MirroredStrategy().scope  # replicas over all visible GPUs
+    return Accelerator(f"GPU x{len(gpus)}: {gpus[0]}", policy, scope)
+
+
+def _gpu_has_bfloat16(backend: str) -> bool:
+    """Fast bfloat16 arithmetic needs compute capability 8.0 (Ampere) or newer."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+        return details.get("compute_capability", (0, 0)) >= (8, 0)
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_bf16_supported()
+    return backend == "jax"
 
 
 def _visible_gpus(backend: str) -> list[str]:

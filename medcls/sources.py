@@ -7,6 +7,7 @@ the tasks on all cores. Nothing is ever dropped without a rejection saying why.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -213,16 +214,48 @@ def _files_under(folder: Path, root: Path, label: str | None, split=None, reject
 
 def _csv(path: Path, cfg: DataConfig) -> Source:
     """A manifest `path,label[,patient_id,split]`; paths are relative to the manifest's folder."""
-    table = _read_table(path, required={"path", "label"})
-    root = path.parent.resolve()
-    entries = [_csv_entry(row, root) for row in table.to_dict("records")]
+    return _csv_rows(_read_table(path, required={"path", "label"}), path.parent.resolve(), cfg)
+
+
+def _csv_rows(table: pd.DataFrame, root: Path, cfg: DataConfig, origin_prefix: str = "") -> Source:
+    entries = [_csv_entry(row, root, origin_prefix) for row in table.to_dict("records")]
     labels = sorted({row["label"] for row in table.to_dict("records") if row["label"]})
     return Source(tuple(labels), _file_tasks(entries, cfg))
 
 
-def _csv_entry(row: dict, root: Path) -> _Entry:
-    origin, label = row["path"], row["label"] or None
-    target = (root / origin).resolve()
+REVIEWED_ORIGIN = "reviewed/"  # origins of doctor-reviewed images from the labelled pool
+AUTO_ORIGIN = "auto-labelled/"  # origins of the pool's auto-labelled images
+
+
+def reviewed_pool(pool_dir: Path, cfg: DataConfig) -> Source | None:
+    """The labelled pool's images that may join training: every doctor-reviewed one, and auto
+    labels at or above `data.auto_label_min_confidence` (none when it is null)."""
+    path = pool_dir / "labels.csv"
+    if not path.is_file():
+        return None
+    table = _read_table(path, required={"path", "label", "label_source", "confidence"})
+    table = table.drop(columns=["patient_id"], errors="ignore")  # each image is its own patient
+    threshold = cfg.auto_label_min_confidence
+    confident = pd.to_numeric(table["confidence"], errors="coerce") >= (threshold if threshold is not None else 2.0)
+    doctor, auto = table[table["label_source"] == "doctor"], table[(table["label_source"] == "auto") & confident]
+    root = pool_dir.resolve()
+    pools = [_csv_rows(rows, root, cfg, prefix) for rows, prefix in ((doctor, REVIEWED_ORIGIN), (auto, AUTO_ORIGIN))]
+    if doctor.empty and auto.empty:
+        return None
+    return with_pool(pools[0], pools[1])
+
+
+def with_pool(source: Source, pool: Source | None) -> Source:
+    """The source followed by the labelled pool's images."""
+    if pool is None:
+        return source
+    labels = tuple(dict.fromkeys([*source.labels, *pool.labels]))
+    return Source(labels, itertools.chain(source.tasks, pool.tasks), source.details)
+
+
+def _csv_entry(row: dict, root: Path, origin_prefix: str = "") -> _Entry:
+    origin, label = origin_prefix + row["path"], row["label"] or None
+    target = (root / row["path"]).resolve()
     split = row.get("split") or None
     rejection = None
     if not target.is_relative_to(root):

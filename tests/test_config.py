@@ -86,3 +86,11 @@ def test_cli_reports_bad_params_in_one_line(tmp_path: Path, sections: dict, comm
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("medcls: error: ")
     assert message in lines[0]
+
+
+@pytest.mark.parametrize("preset", sorted((REPO / "presets").glob("*.yaml")), ids=lambda path: path.stem)
+def test_presets_are_complete_params_files(preset):
+    """`cp presets/<data>.yaml params.yaml` must give DVC every section and key it tracks."""
+    text = yaml.safe_load(preset.read_text())
+    params = load_params(preset)
+    assert text == params.model_dump(by_alias=True, mode="json")

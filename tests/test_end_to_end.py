@@ -77,3 +77,22 @@ def test_dvc_repro_experiment_and_scoring_flow_from_a_fresh_copy(tmp_path: Path,
     predictions = pd.read_csv(scored["predictions_path"])
     assert len(predictions) == len(inbox) == project.params.score.demo_images
     assert set(predictions["decision"]) <= {"auto", "review"}
+
+    # The review round trip: reviewed labels become a new DVC version of the pool, and training uses it.
+    before = yaml.safe_load((project_dir / "dvc.lock").read_text())
+    reviewed = predictions.head(2)[["image_id", "label"]].assign(reviewer="dr.who")
+    reviewed.to_csv(tmp_path / "reviewed.csv", index=False)
+    _run(["medcls", "review", "import", str(tmp_path / "reviewed.csv")], project_dir)
+    retrained = _run(["dvc", "repro"], project_dir)
+    assert "Running stage 'ingest'" in retrained and "Running stage 'train'" in retrained
+    after = yaml.safe_load((project_dir / "dvc.lock").read_text())
+    old_pool, new_pool = (_out_hash(lock, "reviewed", "data/reviewed") for lock in (before, after))
+    assert old_pool != new_pool
+    cache = project_dir / ".dvc" / "cache" / "files" / "md5"
+    assert (cache / old_pool[:2] / old_pool[2:]).exists()  # the previous version stays retrievable
+    manifest = pd.read_parquet(project_dir / "data" / "raw" / "manifest.parquet").set_index("image_id")
+    assert manifest.loc[reviewed["image_id"], "label"].tolist() == reviewed["label"].tolist()  # the doctor's labels
+
+
+def _out_hash(lock: dict, stage: str, path: str) -> str:
+    return next(out["md5"] for out in lock["stages"][stage]["outs"] if out["path"] == path)

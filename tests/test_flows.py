@@ -8,14 +8,16 @@ import pandas as pd
 import pytest
 import yaml
 from prefect.states import Failed
+from prefect_dask import DaskTaskRunner
 
 from flows.deployments import SCORING_DEPLOYMENT, TRAINING_DEPLOYMENT, build_deployments
 from flows.retries import retry_unless_user_error
-from flows.scoring import batch_scoring
+from flows.scoring import batch_scoring, task_runner
 from flows.training import training_pipeline
 from medcls import pipeline
 from medcls.config import load_params
 from medcls.errors import ConfigError, ValidationFailed
+from medcls.score import make_demo_inbox
 from tests.support import REPO, tiny_params, write_params
 
 
@@ -57,3 +59,15 @@ def test_prefect_yaml_declares_the_same_deployments_as_params():
     assert crons == {TRAINING_DEPLOYMENT: schedule.training, SCORING_DEPLOYMENT: schedule.scoring}
     entrypoints = {d["entrypoint"] for d in declared}
     assert entrypoints == {"flows/training.py:training_pipeline", "flows/scoring.py:batch_scoring"}
+
+
+@pytest.mark.slow
+def test_scoring_flow_maps_chunks_over_a_local_dask_cluster(trained_project, tmp_path: Path, prefect_server):
+    params = yaml.safe_load((trained_project.root / "params.yaml").read_text())
+    params["score"] |= {"runner": "dask", "chunk_size": 3}
+    params_path = write_params(tmp_path, params)
+    assert isinstance(task_runner(load_params(params_path).score), DaskTaskRunner)
+    copied = make_demo_inbox(trained_project.raw, tmp_path / "inbox", 8, seed=3)
+    scored = batch_scoring(params_path=str(params_path), inbox=str(tmp_path / "inbox"))
+    predictions = pd.read_csv(tmp_path / "outputs" / "predictions.csv")
+    assert scored["scored"] == len(copied) == len(predictions) == predictions["image_id"].nunique()

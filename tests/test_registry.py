@@ -34,6 +34,21 @@ def test_gate_promotes_first_and_better_versions_of_the_same_task_only():
     assert not promoted and "another task" in reason
 
 
+def test_gate_keeps_a_model_that_misses_a_class_however_good_its_auc():
+    classes = ["benign", "malignant"]
+    sensitivity = {"benign": 0.97, "malignant": 0.62}
+    candidate = Contender("4", 0.99, classes, sensitivity)
+    promoted, reason = promotion_decision(candidate, Contender("3", 0.90, classes), 0.0, min_sensitivity=0.8)
+    assert not promoted
+    assert reason == "kept in staging: val sensitivity below 0.8 for malignant 0.620"
+    promoted, reason = promotion_decision(candidate, None, 0.0, min_sensitivity=0.8)
+    assert not promoted and "malignant" in reason  # not even as the first version
+    worse = Contender("5", 0.80, classes, sensitivity)
+    _, reason = promotion_decision(worse, Contender("3", 0.90, classes), 0.0, min_sensitivity=0.8)
+    assert "does not beat" in reason and "malignant 0.620" in reason  # every failed check is named
+    assert promotion_decision(candidate, Contender("3", 0.90, classes), 0.0, min_sensitivity=0.6)[0]
+
+
 def _register_with_val_auc(project, tmp_path: Path, auc: float, name: str):
     """Register the trained model again, as if its validation AUC were `auc`."""
     metrics = read_json(project.metrics)

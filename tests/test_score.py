@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from medcls.config import ScoreConfig
-from medcls.errors import DataError, RegistryError
+from medcls.errors import DataError, RegistryError, ScoringBusy
 from medcls.ingest import load_manifest
 from medcls.preprocess import load_split
-from medcls.score import load_production_model, make_demo_inbox, score_inbox
+from medcls.score import entropy, load_production_model, make_demo_inbox, score_inbox, scoring_lock
+from tests.support import write_params
 
 REQUIRED_COLUMNS = ["image_id", "path", "label", "confidence", "decision", "model_version", "scored_at"]
 
@@ -62,8 +71,8 @@ def test_threshold_decides_auto_or_review(trained_project, production, tmp_path:
     result = score_inbox(ScoreConfig(confidence_threshold=threshold), production, tmp_path / "inbox", tmp_path / "out")
     assert set(pd.read_csv(result.predictions_path)["decision"]) == {decision}
     queue = pd.read_csv(result.review_path) if decision == "review" else None
-    if queue is not None:
-        assert len(queue) == 5 and queue["confidence"].is_monotonic_increasing
+    if queue is not None:  # the most uncertain first
+        assert len(queue) == 5 and queue["entropy"].is_monotonic_decreasing
 
 
 def test_unreadable_files_are_quarantined_and_the_run_goes_on(trained_project, production, tmp_path: Path):
@@ -90,3 +99,91 @@ def test_missing_inbox_is_a_clear_error(production, tmp_path: Path):
 def test_no_production_model_is_a_clear_error():
     with pytest.raises(RegistryError, match="has no 'production' version"):
         load_production_model("a-model-nobody-registered")
+
+
+def test_review_rows_get_uncertainty_and_a_heat_map(trained_project, production, tmp_path: Path):
+    make_demo_inbox(trained_project.raw, tmp_path / "inbox", 6, seed=4)
+    out = tmp_path / "out"
+    cfg = ScoreConfig(confidence_threshold=1.0, review_order="margin")
+    result = score_inbox(cfg, production, tmp_path / "inbox", out)
+    queue = pd.read_csv(result.review_path, keep_default_na=False)
+    assert queue["margin"].is_monotonic_increasing and (queue["reason"] == "uncertain").all()
+    probabilities = queue[[f"prob_{name}" for name in production.class_names]].to_numpy()
+    np.testing.assert_allclose(queue["entropy"], entropy(probabilities), rtol=1e-6)
+    assert ((queue["entropy"] >= 0) & (queue["entropy"] <= 1)).all()
+    for heatmap in queue["heatmap"]:
+        overlay = cv2.imread(str(out / heatmap))
+        assert overlay is not None and overlay.shape == (224, 224, 3)  # enlarged for a person to read
+    tasks = json.loads((out / "review_tasks.json").read_text())
+    assert len(tasks) == 6
+    assert tasks[0]["data"]["heatmap"].startswith("/data/local-files/?d=out/heatmaps/")
+    assert tasks[0]["predictions"][0]["result"][0]["value"]["choices"] == [queue["label"][0]]
+    config = (out / "label_studio.xml").read_text()
+    assert all(f'<Choice value="{name}"/>' in config for name in production.class_names)
+
+
+def test_auto_rows_get_no_heat_map_unless_asked(trained_project, production, tmp_path: Path):
+    make_demo_inbox(trained_project.raw, tmp_path / "inbox", 3, seed=5)
+    result = score_inbox(ScoreConfig(confidence_threshold=0.0), production, tmp_path / "inbox", tmp_path / "plain")
+    assert (pd.read_csv(result.predictions_path, keep_default_na=False)["heatmap"] == "").all()
+    cfg = ScoreConfig(confidence_threshold=0.0, heatmaps="all")
+    result = score_inbox(cfg, production, tmp_path / "inbox", tmp_path / "all")
+    assert (pd.read_csv(result.predictions_path, keep_default_na=False)["heatmap"] != "").all()
+
+
+def test_grad_cam_points_at_the_evidence():
+    """Two feature channels, a blob in each; only the top-left one's channel counts for class 1."""
+    import keras
+
+    from medcls.explain import grad_cam
+
+    inputs = keras.Input((8, 8, 2))
+    identity = keras.initializers.Constant(np.eye(2).reshape(1, 1, 2, 2))  # features = the image
+    features = keras.layers.Conv2D(2, 1, use_bias=False, kernel_initializer=identity, name="features")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    evidence = keras.initializers.Constant([[-1.0, 1.0], [0.0, 0.0]])  # class 1 <- channel 0 only
+    logits = keras.layers.Dense(2, kernel_initializer=evidence, name="logits")(pooled)
+    image = np.zeros((1, 8, 8, 2), np.float32)
+    image[0, :4, :4, 0] = 1.0  # evidence for class 1
+    image[0, 4:, 4:, 1] = 1.0  # bright, but irrelevant to class 1
+    heat = grad_cam(keras.Model(inputs, logits), image, np.array([1]))[0]
+    assert heat[1:3, 1:3].min() > 0.9 and heat[5:, 5:].max() < 0.1
+
+
+def test_a_second_run_on_the_same_outputs_is_refused_while_one_runs(trained_project, production, tmp_path: Path):
+    make_demo_inbox(trained_project.raw, tmp_path / "inbox", 2, seed=6)
+    with scoring_lock(tmp_path / "out"), pytest.raises(ScoringBusy, match=f"pid {os.getpid()}"):
+        score_inbox(ScoreConfig(), production, tmp_path / "inbox", tmp_path / "out")
+    assert score_inbox(ScoreConfig(), production, tmp_path / "inbox", tmp_path / "out").scored == 2
+
+
+def test_a_killed_run_and_its_restart_score_every_image_exactly_once(trained_project, tmp_path: Path):
+    """SIGKILL mid-run (twice), then let a run finish: every image has exactly one row."""
+    params = yaml.safe_load((trained_project.root / "params.yaml").read_text())
+    params["score"] |= {"chunk_size": 4, "heatmaps": "all", "confidence_threshold": 0.9}
+    params_path = write_params(tmp_path / "project", params)
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    copied = make_demo_inbox(trained_project.raw, inbox, 40, seed=7)
+    command = [sys.executable, "-m", "medcls", "--params", str(params_path), "score", "--inbox", str(inbox),
+               "--output", str(out)]  # fmt: skip
+    for rows_before_kill in (1, 12):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while _rows(out) < rows_before_kill and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    killed_rows = _rows(out)
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert 0 < killed_rows < len(predictions)  # the kills did land mid-run
+    assert len(predictions) == predictions["image_id"].nunique() == len(copied)  # each image, once
+    assert sorted(Path(p).name for p in predictions["path"]) == sorted(p.name for p in copied)
+
+
+def _rows(out: Path) -> int:
+    try:
+        return len(pd.read_csv(out / "predictions.csv"))
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return 0

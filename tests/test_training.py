@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 from medcls.evaluate import classification_metrics, expected_calibration_error, flat_metrics
 from medcls.files import read_json
 from medcls.runtime import data_version
-from medcls.train import load_training
+from medcls.train import fit_temperature, load_training
 
 
 def test_training_run_records_params_curves_data_version_and_model(trained_project):
@@ -22,11 +22,14 @@ def test_training_run_records_params_curves_data_version_and_model(trained_proje
     assert run.data.tags["data_version"].endswith(".dir")
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "epoch_val_auc")
     assert [m.step for m in history] == [0]
-    assert {"train_seconds", "train_images_per_second", "test_auc", "val_acc"} <= set(run.data.metrics)
-    assert run.info.run_name.startswith("synthetic-28px-w8-16")
+    assert {"train_seconds", "train_images_per_second", "test_auc", "val_acc", "temperature"} <= set(run.data.metrics)
+    assert {"test_ece", "test_ece_uncalibrated", "forward_mflops_per_image"} <= set(run.data.metrics)
+    assert run.data.tags["device"] == "CPU" and run.data.tags["precision"] == "float32"
+    assert run.info.run_name.startswith("synthetic-28px-w8-16x1-adamw-e1-")
     info = mlflow.models.get_model_info(training["model_uri"])
     assert info.metadata["class_names"] == ["calcification", "nodule", "normal", "reticular"]
     assert info.metadata["preprocess"]["image_size"] == 28
+    assert info.metadata["temperature"] == training["temperature"] > 0
     assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 28, 28, 1)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "plots")}
     assert {"plots/confusion_matrix.png", "plots/roc_curves.png", "plots/reliability.png"} <= artifacts
@@ -71,3 +74,26 @@ def test_calibration_error():
 def test_flat_metric_names_are_valid_mlflow_keys():
     flat = flat_metrics({"test": {"auc": 0.9, "per_class": {"immature granulocyte (IG)": {"auc": 0.8, "support": 3}}}})
     assert flat == {"test_auc": 0.9, "test_auc_immature granulocyte _IG_": 0.8}
+
+
+def test_logged_model_gives_the_calibrated_probabilities(trained_project):
+    from scipy.special import softmax
+
+    from medcls.model import logits_model
+    from medcls.preprocess import load_split
+
+    training = load_training(trained_project.models)
+    x, _, _ = load_split(trained_project.processed, "test")
+    logged = mlflow.keras.load_model(training["model_uri"])
+    logits = logits_model(logged).predict(x[:8].astype(np.float32), verbose=0)
+    expected = softmax(logits / training["temperature"], axis=1)
+    np.testing.assert_allclose(logged.predict(x[:8].astype(np.float32), verbose=0), expected, atol=1e-5)
+
+
+def test_temperature_scaling_recovers_the_temperature_of_the_labels():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 4, (4000, 4))
+    scaled = np.exp(logits / 2.0)
+    probabilities = scaled / scaled.sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(4, p=p) for p in probabilities])  # labels drawn at temperature 2
+    assert fit_temperature(logits, y) == pytest.approx(2.0, rel=0.1)

@@ -1,0 +1,135 @@
+"""Accuracy against the published MedMNIST v2 figures: train each dataset's preset as is and print
+our test AUC / ACC and training time next to the published rows.
+
+Each preset (`presets/<dataset>.yaml`) is a complete params.yaml; the run goes through the same
+pipeline steps as `dvc repro` (ingest, validate, preprocess, train, evaluate) in a work folder,
+tracked in this repository's MLflow store (`make ui` shows the runs side by side). Ingest and
+preprocess are reused while their params are unchanged.
+
+    .venv/bin/python bench/accuracy.py [bloodmnist chest_xray] [--set train.epochs=3 ...] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PRESETS = REPO / "presets"
+
+# MedMNIST v2 (Yang et al. 2023), test AUC / ACC; chest_xray's test split is PneumoniaMNIST's.
+PUBLISHED = {
+    "bloodmnist": {
+        "ResNet-18 (28)": (0.998, 0.958),
+        "ResNet-18 (224)": (0.998, 0.963),
+        "ResNet-50 (224)": (0.997, 0.950),
+        "AutoKeras": (0.998, 0.961),
+        "Google AutoML Vision": (0.998, 0.966),
+    },
+    "chest_xray": {
+        "ResNet-18 (28)": (0.944, 0.854),
+        "ResNet-18 (224)": (0.956, 0.864),
+        "ResNet-50 (224)": (0.962, 0.884),
+        "AutoKeras": (0.947, 0.878),
+        "Google AutoML Vision": (0.991, 0.946),
+    },
+}
+TARGETS = {"bloodmnist": (0.998, 0.967), "chest_xray": (0.970, 0.900)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="*", default=list(PUBLISHED), choices=list(PUBLISHED))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a params key")
+    parser.add_argument("--workdir", type=Path, default=REPO / ".bench" / "accuracy")
+    args = parser.parse_args()
+    # Runs land in this repository's MLflow store, beside the pipeline's own.
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{REPO / 'mlruns' / 'mlflow.db'}")
+    results = {name: run_preset(name, args.workdir / name, args.set) for name in args.datasets}
+    print(markdown_table(results))
+
+
+def run_preset(name: str, workdir: Path, overrides: list[str]) -> dict:
+    from medcls import pipeline
+
+    params = yaml.safe_load((PRESETS / f"{name}.yaml").read_text())
+    for override in overrides:
+        key, _, value = override.partition("=")
+        _set(params, key, yaml.safe_load(value))
+    source = params["data"]["source"]
+    scheme, _, location = source.partition(":")
+    params["data"]["source"] = f"{scheme}:{(REPO / location).resolve()}"  # the work folder is elsewhere
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    project = pipeline.open_project(workdir / "params.yaml")
+    _reuse_or_run(project, "data", params["data"], params["seed"], lambda: pipeline.ingest(project))
+    _reuse_or_run(project, "preprocess", [params["data"], params["preprocess"]], 0, lambda: _prepare(project))
+    trained = pipeline.train(project)
+    metrics = pipeline.evaluate(project).metrics
+    result = {
+        "test": metrics["test"],
+        "val": metrics["val"],
+        "train_minutes": trained.seconds / 60,
+        "epochs": trained.epochs_run,
+        "best_epoch": trained.best_epoch + 1,
+        "images_per_second": trained.images_per_second,
+        "run_id": trained.run_id,
+    }
+    (workdir / "result.json").write_text(json.dumps(result, indent=2))
+    print(f"{name}: {json.dumps({k: v for k, v in result.items() if k not in ('test', 'val')})}", file=sys.stderr)
+    return result
+
+
+def _prepare(project) -> None:
+    from medcls import pipeline
+
+    pipeline.validate(project)
+    pipeline.preprocess(project)
+
+
+def _reuse_or_run(project, stage: str, inputs: object, seed: int, run) -> None:
+    """Run a stage unless its stamp says it already ran on the same inputs."""
+    stamp = project.root / f".{stage}.stamp"
+    digest = hashlib.sha256(json.dumps([inputs, seed], sort_keys=True).encode()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    if stage == "data":
+        shutil.rmtree(project.root / "data", ignore_errors=True)
+    run()
+    stamp.write_text(digest)
+
+
+def _set(tree: dict, dotted: str, value: object) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        tree = tree.setdefault(key, {})
+    tree[leaf] = value
+
+
+def markdown_table(results: dict[str, dict]) -> str:
+    lines = [
+        "| data | method | test AUC | test ACC | training (2-core CPU) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, result in results.items():
+        test = result["test"]
+        target_auc, target_acc = TARGETS[name]
+        lines.append(
+            f"| {name} | **medcls** ({result['epochs']} epochs, best {result['best_epoch']}) "
+            f"| **{test['auc']:.4f}** | **{test['acc']:.4f}** | {result['train_minutes']:.1f} min |"
+        )
+        lines.append(f"| {name} | target | ≥ {target_auc:.3f} | ≥ {target_acc:.3f} | ≤ 30 min |")
+        for method, (auc, acc) in PUBLISHED[name].items():
+            lines.append(f"| {name} | {method} | {auc:.3f} | {acc:.3f} | |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The review round trip: queue out (CSV, Label Studio), doctors' labels back into training."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from medcls import pipeline
+from medcls.errors import DataError
+from medcls.ingest import load_manifest
+from medcls.score import make_demo_inbox
+
+
+@pytest.fixture
+def project(trained_project, tmp_path: Path):
+    """A copy of the trained project, scored once with every image sent to review."""
+    root = tmp_path / "project"
+    for part in ("params.yaml", "data/raw", "data/processed", "models"):
+        source, target = trained_project.root / part, root / part
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
+    copy = pipeline.open_project(root / "params.yaml")
+    copy = pipeline.Project(root, copy.params.model_copy(update={"score": copy.params.score.model_copy(
+        update={"confidence_threshold": 1.0})}))  # fmt: skip
+    make_demo_inbox(copy.raw, copy.inbox, 6, seed=11)
+    pipeline.score(copy)
+    return copy
+
+
+def test_reviewed_labels_join_training_and_a_doctor_overrides_the_source(project, tmp_path: Path):
+    queue = pd.read_csv(project.outputs / "review_queue.csv", keep_default_na=False)
+    class_names = [c.removeprefix("prob_") for c in queue.columns if c.startswith("prob_")]
+    manifest = load_manifest(project.raw).set_index("image_id")
+    first, second = queue["image_id"][0], queue["image_id"][1]
+    corrected = next(name for name in class_names if name != manifest.loc[first, "label"])
+    reviews = pd.DataFrame(
+        {"image_id": [first, second], "label": [corrected, manifest.loc[second, "label"]], "reviewer": "dr.house"}
+    )
+    reviews.to_csv(tmp_path / "reviewed.csv", index=False)
+
+    imported = pipeline.review_import(project, tmp_path / "reviewed.csv")
+    assert (imported.added, imported.auto_added, imported.total) == (2, 0, 2)
+    pool = pd.read_csv(project.reviewed / "labels.csv", keep_default_na=False)
+    assert set(pool["label_source"]) == {"doctor"} and set(pool["reviewer"]) == {"dr.house"}
+    assert all((project.reviewed / path).is_file() for path in pool["path"])
+
+    pipeline.ingest(project)
+    after = load_manifest(project.raw)
+    from_pool = after[after["origin"].str.startswith("reviewed/")].set_index("image_id")
+    assert from_pool.loc[first, "label"] == corrected and from_pool.loc[first, "split"] == "train"
+    assert (after["image_id"] == first).sum() == 1  # the source's differing label gave way
+    duplicates = pd.read_csv(project.raw / "duplicates.csv")
+    assert duplicates.loc[duplicates["image_id"] == first, "kept"].str.startswith("reviewed/").all()
+
+
+def test_label_studio_export_round_trip_and_auto_labels(project, tmp_path: Path):
+    tasks = json.loads((project.outputs / "review_tasks.json").read_text())
+    task = tasks[0]
+    assert task["data"]["image"].startswith("/data/local-files/?d=data/inbox/")
+    label = task["predictions"][0]["result"][0]["value"]["choices"][0]
+    task["annotations"] = [
+        {
+            "completed_by": {"email": "radiologist@example.org"},
+            "updated_at": "2026-11-24T09:30:00Z",
+            "result": [{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [label]}}],
+        }
+    ]
+    (tmp_path / "export.json").write_text(json.dumps([task, tasks[1]]))  # the second task was not annotated
+    predictions = pd.read_csv(project.outputs / "predictions.csv", dtype={"model_version": str})
+    predictions.loc[predictions["image_id"] != task["data"]["image_id"], "decision"] = "auto"
+    predictions.to_csv(project.outputs / "predictions.csv", index=False)
+
+    imported = pipeline.review_import(project, tmp_path / "export.json")
+    assert (imported.added, imported.corrected, imported.auto_added) == (1, 0, 5)
+    pool = pd.read_csv(project.reviewed / "labels.csv", keep_default_na=False).set_index("image_id")
+    assert pool.loc[task["data"]["image_id"], "reviewer"] == "radiologist@example.org"
+    assert (pool["label_source"] == "auto").sum() == 5
+
+    # The doctor's label is in training; auto labels stay out unless params allow them.
+    pipeline.ingest(project)
+    manifest = load_manifest(project.raw)
+    assert manifest.set_index("image_id").loc[task["data"]["image_id"], "label"] == label
+    assert not _from_auto_labels(manifest["origin"]).any()
+    data = project.params.data.model_copy(update={"auto_label_min_confidence": 0.0})
+    allowed = pipeline.Project(project.root, project.params.model_copy(update={"data": data}))
+    pipeline.ingest(allowed)
+    joined = _from_auto_labels(load_manifest(allowed.raw)["origin"]).sum()
+    # The demo inbox holds copies of source images: an auto label that agrees with the source is a
+    # duplicate, one that disagrees is outvoted by it; either way it is listed, never lost.
+    listed = _from_auto_labels(pd.read_csv(allowed.raw / "duplicates.csv")["origin"]).sum()
+    assert joined + listed == 5
+
+
+def _from_auto_labels(origins: pd.Series) -> pd.Series:
+    return origins.str.startswith("auto-labelled/")
+
+
+def test_reviews_with_unknown_labels_or_images_are_refused(project, tmp_path: Path):
+    image_id = pd.read_csv(project.outputs / "predictions.csv")["image_id"][0]
+    pd.DataFrame({"image_id": [image_id], "label": ["unicorn"]}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(DataError, match="'unicorn'"):
+        pipeline.review_import(project, tmp_path / "bad.csv")
+    pd.DataFrame({"image_id": ["f" * 64], "label": ["normal"]}).to_csv(tmp_path / "unknown.csv", index=False)
+    with pytest.raises(DataError, match="never scored"):
+        pipeline.review_import(project, tmp_path / "unknown.csv")
+    assert not (project.reviewed / "labels.csv").exists()  # nothing half-imported
+
+
+def test_label_audit_flags_training_images_into_the_review_queue(project):
+    result = pipeline.audit(project)
+    audit = pd.read_csv(result.audit_path)
+    train_ids = set(load_manifest(project.raw).query("split == 'train'")["image_id"])
+    assert result.audited == len(train_ids) and result.flagged == len(audit)
+    assert set(audit["image_id"]) <= train_ids
+    assert (audit["suggested_label"] != audit["given_label"]).any() or audit.empty
+    pipeline.score(project)  # the next scoring run writes the queue with the audit rows in it
+    queue = pd.read_csv(project.outputs / "review_queue.csv", keep_default_na=False)
+    assert (queue["reason"] == "label audit").sum() == result.flagged
