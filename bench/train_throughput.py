@@ -77,7 +77,7 @@ def main() -> None:
         f"{args.epochs} epochs x {args.repeats} alternating repeats, {os.cpu_count()} CPUs"
     )
     for name, rate in medians.items():
-        spread = ", ".join(f"{value:.0f}" for value in rates[name])
+        spread = ", ".join(f"{value:.1f}" for value in rates[name])
         print(f"  {name:32s} {rate:7.0f} images/s (runs: {spread})")
     print(f"  ratio pipeline / in-memory        {pipeline_rate / memory_rate:.3f}")
     print(

@@ -192,6 +192,9 @@ class TrainConfig(_Section):
     widths: list[PositiveInt] = Field(default=[24, 48, 96], min_length=1)
     blocks_per_stage: PositiveInt = 1
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    # Momentum of the batch-norm moving statistics; null: from the steps per epoch (averaging over
+    # about one epoch, 0.9 to 0.99).
+    batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
     class_weights: bool = True  # weight the loss so every class counts equally
     early_stopping_patience: PositiveInt = 5  # epochs without a better validation AUC
     augment: AugmentConfig = AugmentConfig()

@@ -150,7 +150,7 @@ def compiled_model(cfg: TrainConfig, x_train: np.ndarray, n_classes: int, steps_
     sample = x_train[:: max(1, len(x_train) // 2000)].astype(np.float64) / 255.0
     mean, variance = sample.mean(axis=(0, 1, 2)), sample.var(axis=(0, 1, 2))
     model = build_classifier(cfg, x_train.shape[1:], n_classes, mean.tolist(), variance.tolist())
-    set_batchnorm_momentum(model, batchnorm_momentum(steps_per_epoch))
+    set_batchnorm_momentum(model, cfg.batchnorm_momentum or batchnorm_momentum(steps_per_epoch))
     warmup = min(round(cfg.warmup_epochs * steps_per_epoch), steps_per_epoch * cfg.epochs - 1)
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=cfg.learning_rate / 10 if warmup else cfg.learning_rate,
