@@ -18,16 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.retries import retry_unless_user_error
 from medcls import pipeline
 from medcls.config import ScoreConfig
-from medcls.score import (
-    ChunkResult,
-    finish_scoring,
-    load_model_version,
-    load_production_model,
-    merge_chunk,
-    plan_scoring,
-    score_chunk,
-    scoring_lock,
-)
+from medcls.score import ChunkResult, load_model_version, load_production_model, score_chunk, score_inbox
 
 
 @task(
@@ -63,8 +54,8 @@ def batch_scoring(params_path: str = "params.yaml", inbox: str | None = None) ->
     """Score new images in `inbox` (default: `score.inbox` of the params file)."""
     project = pipeline.open_project(params_path)
     cfg = project.params.score
-    score_inbox = _score_chunks.with_options(task_runner=task_runner(cfg))
-    result = score_inbox(
+    score_chunks = _score_chunks.with_options(task_runner=task_runner(cfg))
+    result = score_chunks(
         project.params.registry.model_name, cfg, Path(inbox) if inbox else project.inbox, project.outputs
     )
     print(
@@ -77,15 +68,12 @@ def batch_scoring(params_path: str = "params.yaml", inbox: str | None = None) ->
 @flow(name="score-chunks")
 def _score_chunks(model_name: str, cfg: ScoreConfig, inbox: Path, out_dir: Path) -> dict:
     production = load_production_model(model_name)
-    with scoring_lock(out_dir):
-        plan = plan_scoring(cfg, production, inbox, out_dir)
-        static = [unmapped(value) for value in (model_name, production.version, cfg, out_dir, plan.done)]
-        futures = score_chunk_task.map(plan.chunks, *static)
-        chunks = []
-        for future in futures:  # merged in order as they finish; each merge is saved at once
-            chunks.append(future.result())
-            merge_chunk(out_dir, chunks[-1])
-        result = finish_scoring(cfg, production, out_dir, chunks)
+
+    def as_tasks(chunks: list[list[Path]], done: frozenset[str]):
+        static = [unmapped(value) for value in (model_name, production.version, cfg, out_dir, done)]
+        return (future.result() for future in score_chunk_task.map(chunks, *static))  # in order
+
+    result = score_inbox(cfg, production, inbox, out_dir, run_chunks=as_tasks)
     return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(result).items()}
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from medcls.files import write_table
 from medcls.ingest import load_manifest
+from medcls.model import POOLED_FEATURES_LAYER
 from medcls.preprocess import load_split
 from medcls.train import MODEL_FILE, load_training
 
@@ -42,7 +43,7 @@ def audit_labels(model_dir: Path, processed_dir: Path, raw_dir: Path, out_dir: P
     class_names = load_training(model_dir)["class_names"]
     model = keras.saving.load_model(model_dir / MODEL_FILE)
     x, y, ids = load_split(processed_dir, "train")
-    extractor = keras.Model(model.inputs, model.get_layer("pooled_features").output)
+    extractor = keras.Model(model.inputs, model.get_layer(POOLED_FEATURES_LAYER).output)
     features = extractor.predict(x.astype(np.float32), batch_size=256, verbose=0)
     folds = min(5, int(np.bincount(y).min())) if len(y) else 0
     if folds < 2:

@@ -7,6 +7,8 @@ over the image, shows what drove the prediction.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -17,15 +19,11 @@ VIEW_SIZE = 224  # overlays are enlarged to at least this many pixels per side, 
 
 def grad_cam(model, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """One N x S x S map in 0-1 per image, for the class given per image."""
-    import keras
     import tensorflow as tf
 
-    explainer = keras.Model(
-        model.inputs, [model.get_layer(FEATURES_LAYER).output, model.get_layer(LOGITS_LAYER).output]
-    )
     batch = tf.convert_to_tensor(images, tf.float32)
     with tf.GradientTape() as tape:
-        features, logits = explainer(batch, training=False)
+        features, logits = _explainer(model)(batch, training=False)
         score = tf.gather(logits, tf.convert_to_tensor(classes, tf.int32), axis=1, batch_dims=1)
     gradients = tape.gradient(score, features)
     weights = tf.reduce_mean(tf.cast(gradients, tf.float32), axis=(1, 2), keepdims=True)
@@ -34,6 +32,15 @@ def grad_cam(model, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
     maps = np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0)
     side = images.shape[1]
     return np.stack([cv2.resize(m, (side, side), interpolation=cv2.INTER_LINEAR) for m in maps])
+
+
+@functools.lru_cache(maxsize=2)
+def _explainer(model):
+    """The model with its last features as a second output: built once per model, not per batch."""
+    import keras
+
+    outputs = [model.get_layer(FEATURES_LAYER).output, model.get_layer(LOGITS_LAYER).output]
+    return keras.Model(model.inputs, outputs)
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.4) -> np.ndarray:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 # sets the momentum from the steps per epoch (batchnorm_momentum); this is the floor.
 BN_MOMENTUM = 0.9
 FEATURES_LAYER = "features"  # last convolutional activation (for heat maps)
+POOLED_FEATURES_LAYER = "pooled_features"  # one feature vector per image (for the label audit)
 LOGITS_LAYER = "logits"
 TEMPERATURE_LAYER = "temperature"  # divides the logits by the calibrated temperature
 
@@ -80,7 +81,7 @@ def _feature_extractor(x: keras.KerasTensor, cfg: TrainConfig) -> keras.KerasTen
             stride = 2 if stage > 0 and block == 0 else 1
             x = _residual_block(x, width, stride, name=f"stage{stage + 1}_block{block + 1}")
     x = layers.Activation("linear", name=FEATURES_LAYER)(x)
-    return layers.GlobalAveragePooling2D(name="pooled_features")(x)
+    return layers.GlobalAveragePooling2D(name=POOLED_FEATURES_LAYER)(x)
 
 
 def _residual_block(x: keras.KerasTensor, width: int, stride: int, name: str) -> keras.KerasTensor:

@@ -129,9 +129,9 @@ def review_import(project: Project, reviews_path: Path) -> ImportResult:
     from medcls.audit import audit_queue
     from medcls.errors import DataError
     from medcls.review import import_reviews, read_reviews
-    from medcls.score import PREDICTIONS, read_predictions
+    from medcls.score import PREDICTIONS, read_table
 
-    predictions = pd.concat([read_predictions(project.outputs / PREDICTIONS), audit_queue(project.outputs)])
+    predictions = pd.concat([read_table(project.outputs / PREDICTIONS), audit_queue(project.outputs)])
     if predictions.empty:
         raise DataError(f"{project.outputs / PREDICTIONS}: no predictions yet; run `medcls score` first")
     class_names = [column.removeprefix("prob_") for column in predictions.columns if column.startswith("prob_")]

@@ -15,7 +15,6 @@ version (the previous one stays in the DVC cache and `dvc.lock`'s history) and t
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,8 +92,8 @@ def _task(row: dict, out_dir: Path, files_root: Path) -> dict:
 
 
 def _local_file(path: Path, root: Path) -> str:
-    resolved = path.resolve()
-    relative = resolved.relative_to(root.resolve()) if resolved.is_relative_to(root.resolve()) else resolved
+    resolved, root = path.resolve(), root.resolve()
+    relative = resolved.relative_to(root) if resolved.is_relative_to(root) else resolved
     return f"/data/local-files/?d={relative.as_posix().lstrip('/')}"
 
 
@@ -169,11 +168,11 @@ def import_reviews(reviews: pd.DataFrame, predictions: pd.DataFrame, pool_dir: P
         _pool_row(latest.loc[r.image_id], r.image_id, r.label, "doctor", r.reviewer, r.reviewed_at, pool_dir)
         for r in reviews.itertuples()
     ]
-    reviewed_ids = set(reviews["image_id"]) | set(pool.loc[pool["label_source"] == "doctor", "image_id"])
+    in_pool = set(reviews["image_id"]) | set(pool["image_id"])  # an auto label never replaces anything
     auto = [
         _pool_row(row, image_id, row["label"], "auto", f"model v{row['model_version']}", row["scored_at"], pool_dir)
         for image_id, row in latest[latest["decision"] == "auto"].iterrows()
-        if image_id not in reviewed_ids and image_id not in set(pool["image_id"])
+        if image_id not in in_pool
     ]
     kept = pool[~pool["image_id"].isin(reviews["image_id"])]
     merged = pd.concat([kept, pd.DataFrame(doctor + auto, columns=POOL_COLUMNS)], ignore_index=True)
@@ -191,9 +190,7 @@ def _pool_row(
         raise DataError(f"{origin}: the scored image is gone from the inbox; cannot add it to the pool")
     relative = Path(IMAGES) / image_id[:2] / f"{image_id}{origin.suffix.lower()}"
     if not (pool_dir / relative).exists():
-        (pool_dir / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(origin, pool_dir / relative.with_name(f".{relative.name}.partial"))
-        (pool_dir / relative.with_name(f".{relative.name}.partial")).rename(pool_dir / relative)
+        write_bytes(pool_dir / relative, origin.read_bytes())
     return {
         "path": relative.as_posix(),
         "label": label,

@@ -15,7 +15,7 @@ import fcntl
 import functools
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,7 +61,6 @@ class ProductionModel:
     class_names: list[str]
     preprocess: PreprocessConfig
     dicom: DicomConfig  # how DICOM files were converted for training
-    model_name: str = ""
 
 
 def load_production_model(model_name: str) -> ProductionModel:
@@ -90,20 +89,30 @@ def load_model_version(model_name: str, version: str) -> ProductionModel:
         contract["class_names"],
         PreprocessConfig(**contract["preprocess"]),
         DicomConfig(**contract.get("dicom", {})),
-        model_name,
     )
 
 
-def score_inbox(cfg: ScoreConfig, production: ProductionModel, inbox: Path, out_dir: Path) -> ScoreResult:
-    """Score every new image in `inbox`, chunk by chunk; each chunk's rows are saved before the
-    next starts, so a run killed at any point loses no saved row, and a rerun scores the rest."""
+# Runs the chunks' scoring (score_chunk) somewhere and yields their results, e.g. as Prefect tasks.
+ChunkRunner = Callable[[list[list[Path]], frozenset[str]], Iterable["ChunkResult"]]
+
+
+def score_inbox(
+    cfg: ScoreConfig, production: ProductionModel, inbox: Path, out_dir: Path, run_chunks: ChunkRunner | None = None
+) -> ScoreResult:
+    """Score every new image in `inbox`, chunk by chunk: under the output folder's lock, each
+    chunk's rows are saved as it arrives, so a run killed at any point loses no saved row and a
+    rerun scores the rest. `run_chunks` decides where chunks run (default: here, one by one)."""
+
+    def here(chunks: list[list[Path]], done: frozenset[str]) -> Iterator[ChunkResult]:
+        return (score_chunk(files, production, cfg, out_dir, done) for files in chunks)
+
     with scoring_lock(out_dir):
-        plan = plan_scoring(cfg, production, inbox, out_dir)
+        plan = _plan_scoring(cfg, production, inbox, out_dir)
         results = []
-        for files in plan.chunks:
-            results.append(score_chunk(files, production, cfg, out_dir, plan.done))
-            merge_chunk(out_dir, results[-1])
-        return finish_scoring(cfg, production, out_dir, results)
+        for result in (run_chunks or here)(plan.chunks, plan.done):
+            _merge_chunk(out_dir, result)
+            results.append(result)
+        return _finish_scoring(cfg, production, out_dir, results)
 
 
 @dataclass(frozen=True)
@@ -140,12 +149,12 @@ def scoring_lock(out_dir: Path) -> Iterator[None]:
         os.close(descriptor)  # releases the lock
 
 
-def plan_scoring(cfg: ScoreConfig, production: ProductionModel, inbox: Path, out_dir: Path) -> ScoringPlan:
+def _plan_scoring(cfg: ScoreConfig, production: ProductionModel, inbox: Path, out_dir: Path) -> ScoringPlan:
     if not inbox.is_dir():
         raise DataError(f"inbox {inbox} is not a folder (score.inbox, or --inbox)")
     files = sorted(path for path in inbox.rglob("*") if path.is_file() and not path.name.startswith("."))
     chunks = [files[start : start + cfg.chunk_size] for start in range(0, len(files), cfg.chunk_size)]
-    return ScoringPlan(chunks, frozenset(_scored_ids(read_predictions(out_dir / PREDICTIONS), production.version)))
+    return ScoringPlan(chunks, frozenset(_scored_ids(read_table(out_dir / PREDICTIONS), production.version)))
 
 
 def score_chunk(
@@ -164,22 +173,22 @@ def score_chunk(
     return ChunkResult(rows, len(decoded) - len(fresh), rejected)
 
 
-def merge_chunk(out_dir: Path, chunk: ChunkResult) -> None:
+def _merge_chunk(out_dir: Path, chunk: ChunkResult) -> None:
     """Quarantine the chunk's unreadable files, then append its rows to predictions.csv
     (atomically); a row already there is kept once. Only the lock holder merges."""
     _quarantine(chunk.unreadable, out_dir)
     if chunk.rows.empty:
         return
-    predictions = read_predictions(out_dir / PREDICTIONS)
+    predictions = read_table(out_dir / PREDICTIONS)
     merged = pd.concat([predictions, chunk.rows], ignore_index=True) if len(predictions) else chunk.rows
     write_table(out_dir / PREDICTIONS, merged.drop_duplicates(["image_id", "model_version"], keep="first"))
 
 
-def finish_scoring(
+def _finish_scoring(
     cfg: ScoreConfig, production: ProductionModel, out_dir: Path, chunks: list[ChunkResult]
 ) -> ScoreResult:
     """Write the review queue of this version's predictions and count what the run did."""
-    predictions = read_predictions(out_dir / PREDICTIONS)
+    predictions = read_table(out_dir / PREDICTIONS)
     current = predictions[predictions["model_version"] == production.version] if len(predictions) else predictions
     queue = review_queue(current, cfg.review_order)
     queue = pd.concat([queue.assign(reason="uncertain"), audit_queue(out_dir)], ignore_index=True)
@@ -317,12 +326,12 @@ def _quarantine(rejected: list[tuple[Path, str]], out_dir: Path) -> int:
         shutil.move(path, target)
         record = {"path": printable_path(path), "moved_to": printable_path(target), "reason": reason}
         records.append({**record, "quarantined_at": now})
-    write_table(out_dir / QUARANTINE, pd.concat([read_predictions(out_dir / QUARANTINE), pd.DataFrame(records)]))
+    write_table(out_dir / QUARANTINE, pd.concat([read_table(out_dir / QUARANTINE), pd.DataFrame(records)]))
     return len(records)
 
 
-def read_predictions(path: Path) -> pd.DataFrame:
-    """predictions.csv (empty if there is none yet)."""
+def read_table(path: Path) -> pd.DataFrame:
+    """One of scoring's CSV tables (predictions, quarantine); empty if there is none yet."""
     if not path.exists():
         return pd.DataFrame()
     return pd.read_csv(path, dtype={"model_version": str, "heatmap": str}, keep_default_na=False)

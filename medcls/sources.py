@@ -236,13 +236,12 @@ def reviewed_pool(pool_dir: Path, cfg: DataConfig) -> Source | None:
     table = _read_table(path, required={"path", "label", "label_source", "confidence"})
     table = table.drop(columns=["patient_id"], errors="ignore")  # each image is its own patient
     threshold = cfg.auto_label_min_confidence
-    confident = pd.to_numeric(table["confidence"], errors="coerce") >= (threshold if threshold is not None else 2.0)
+    confident = False if threshold is None else pd.to_numeric(table["confidence"], errors="coerce") >= threshold
     doctor, auto = table[table["label_source"] == "doctor"], table[(table["label_source"] == "auto") & confident]
-    root = pool_dir.resolve()
-    pools = [_csv_rows(rows, root, cfg, prefix) for rows, prefix in ((doctor, REVIEWED_ORIGIN), (auto, AUTO_ORIGIN))]
     if doctor.empty and auto.empty:
         return None
-    return with_pool(pools[0], pools[1])
+    root = pool_dir.resolve()
+    return with_pool(_csv_rows(doctor, root, cfg, REVIEWED_ORIGIN), _csv_rows(auto, root, cfg, AUTO_ORIGIN))
 
 
 def with_pool(source: Source, pool: Source | None) -> Source:
