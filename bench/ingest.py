@@ -39,6 +39,15 @@ def run_plain_loop(source: Path, workdir: Path, size: int) -> None:
     config = PreprocessConfig(image_size=size, channels=1)
     (workdir / "copies").mkdir(parents=True)
     prepared = []
+    cv2.setNumThreads(-1)  # OpenCV's default thread pool, as a plain script has it (medcls sets 1)
+    try:
+        _plain_loop(source, workdir, config, prepared)
+    finally:
+        cv2.setNumThreads(1)
+    np.save(workdir / "prepared.npy", np.stack(prepared))
+
+
+def _plain_loop(source: Path, workdir: Path, config: PreprocessConfig, prepared: list[np.ndarray]) -> None:
     for path in sorted(source.rglob("*.jpeg")):
         pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if pixels.ndim == 3:
@@ -47,7 +56,6 @@ def run_plain_loop(source: Path, workdir: Path, size: int) -> None:
         describe_image(pixels)
         shutil.copyfile(path, workdir / "copies" / f"{digest}{path.suffix}")
         prepared.append(prepare_image(pixels, config))
-    np.save(workdir / "prepared.npy", np.stack(prepared))
 
 
 def main() -> None:

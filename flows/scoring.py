@@ -53,27 +53,22 @@ def task_runner(cfg: ScoreConfig):
 def batch_scoring(params_path: str = "params.yaml", inbox: str | None = None) -> dict:
     """Score new images in `inbox` (default: `score.inbox` of the params file)."""
     project = pipeline.open_project(params_path)
-    cfg = project.params.score
-    score_chunks = _score_chunks.with_options(task_runner=task_runner(cfg))
-    result = score_chunks(
-        project.params.registry.model_name, cfg, Path(inbox) if inbox else project.inbox, project.outputs
-    )
-    print(
-        f"scored {result['scored']} images with v{result['model_version']}: {result['auto']} auto-labelled, "
-        f"{result['review']} to review; {result['skipped']} already scored, {result['quarantined']} quarantined"
-    )
-    return result
-
-
-@flow(name="score-chunks")
-def _score_chunks(model_name: str, cfg: ScoreConfig, inbox: Path, out_dir: Path) -> dict:
+    cfg, model_name, out_dir = project.params.score, project.params.registry.model_name, project.outputs
     production = load_production_model(model_name)
+    # The task runner comes from params, so it is entered here rather than named in the
+    # decorator (a subflow with its own runner would cost a second flow run, about a second).
+    with task_runner(cfg) as runner:
 
-    def as_tasks(chunks: list[list[Path]], done: frozenset[str]):
-        static = [unmapped(value) for value in (model_name, production.version, cfg, out_dir, done)]
-        return (future.result() for future in score_chunk_task.map(chunks, *static))  # in order
+        def as_tasks(chunks: list[list[Path]], done: frozenset[str]):
+            static = dict(model_name=model_name, version=production.version, cfg=cfg, out_dir=out_dir, done=done)
+            parameters = {"files": chunks} | {key: unmapped(value) for key, value in static.items()}
+            return (future.result() for future in runner.map(score_chunk_task, parameters))  # in order
 
-    result = score_inbox(cfg, production, inbox, out_dir, run_chunks=as_tasks)
+        result = score_inbox(cfg, production, Path(inbox) if inbox else project.inbox, out_dir, as_tasks)
+    print(
+        f"scored {result.scored} images with v{result.model_version}: {result.auto} auto-labelled, "
+        f"{result.review} to review; {result.skipped} already scored, {result.quarantined} quarantined"
+    )
     return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(result).items()}
 
 

@@ -19,6 +19,11 @@ import numpy as np
 
 from medcls.config import DicomConfig
 
+# medcls works on many small images at once, one per thread (medcls.parallel). OpenCV's own
+# thread pool would split each small image across cores as well: on 2 cores that doubled the CPU
+# time of decoding and preparing (its idle workers spin) and took cores from the model.
+cv2.setNumThreads(1)
+
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
 JPEG_MAGIC = b"\xff\xd8"
@@ -234,7 +239,9 @@ def _to_gray_or_rgb(pixels: np.ndarray) -> np.ndarray:
 
 
 def gray_if_neutral(rgb: np.ndarray) -> np.ndarray:
-    """Many "colour" medical images are gray stored as RGB; keep those single-channel."""
-    if np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(rgb[:, :, 1], rgb[:, :, 2]):
-        return np.ascontiguousarray(rgb[:, :, 0])
+    """Many "colour" medical images are gray stored as RGB; keep those single-channel. (OpenCV
+    compares the split planes three times faster than numpy compares strided channels.)"""
+    first, second, third = cv2.split(np.ascontiguousarray(rgb))
+    if cv2.norm(first, second, cv2.NORM_INF) == 0 and cv2.norm(second, third, cv2.NORM_INF) == 0:
+        return first
     return rgb

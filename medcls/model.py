@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from medcls.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -66,6 +68,22 @@ def logits_model(model: keras.Model) -> keras.Model:
     import keras
 
     return keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output)
+
+
+def with_features(model: keras.Model) -> keras.Model:
+    """The classifier with its last convolutional features as a second output: one forward pass
+    gives the probabilities and what a heat map needs."""
+    import keras
+
+    return keras.Model(model.inputs, [model.output, model.get_layer(FEATURES_LAYER).output])
+
+
+def logits_kernel(model: keras.Model) -> np.ndarray:
+    """The logits layer's kernel (feature channels x classes): how much each channel counts for
+    each class."""
+    import keras
+
+    return keras.ops.convert_to_numpy(model.get_layer(LOGITS_LAYER).kernel).astype(np.float32)
 
 
 def _feature_extractor(x: keras.KerasTensor, cfg: TrainConfig) -> keras.KerasTensor:

@@ -134,8 +134,18 @@ def review_import(project: Project, reviews_path: Path) -> ImportResult:
     predictions = pd.concat([read_table(project.outputs / PREDICTIONS), audit_queue(project.outputs)])
     if predictions.empty:
         raise DataError(f"{project.outputs / PREDICTIONS}: no predictions yet; run `medcls score` first")
-    class_names = [column.removeprefix("prob_") for column in predictions.columns if column.startswith("prob_")]
-    return import_reviews(read_reviews(reviews_path, class_names), predictions, project.reviewed)
+    return import_reviews(read_reviews(reviews_path, _class_names(project, predictions)), predictions, project.reviewed)
+
+
+def _class_names(project: Project, predictions) -> list[str]:
+    """The labels a reviewer may give: the data set's classes (audit rows carry no probability
+    columns), or the scoring model's where this project holds no data."""
+    from medcls.files import read_json
+    from medcls.ingest import DATASET
+
+    if (project.raw / DATASET).exists():
+        return list(read_json(project.raw / DATASET)["class_names"])
+    return [column.removeprefix("prob_") for column in predictions.columns if column.startswith("prob_")]
 
 
 def audit(project: Project) -> AuditResult:

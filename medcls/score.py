@@ -17,9 +17,11 @@ import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -40,6 +42,7 @@ REVIEW_QUEUE = "review_queue.csv"
 QUARANTINE = "quarantine.csv"
 HEATMAPS = "heatmaps"
 LOCK = ".scoring.lock"
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -108,16 +111,17 @@ def score_inbox(
 
     with scoring_lock(out_dir):
         plan = _plan_scoring(cfg, production, inbox, out_dir)
-        results = []
+        predictions, results = plan.predictions, []
         for result in (run_chunks or here)(plan.chunks, plan.done):
-            _merge_chunk(out_dir, result)
+            predictions = _merge_chunk(out_dir, predictions, result)
             results.append(result)
-        return _finish_scoring(cfg, production, out_dir, results)
+        return _finish_scoring(cfg, production, out_dir, predictions, results)
 
 
 @dataclass(frozen=True)
 class ScoringPlan:
     chunks: list[list[Path]]
+    predictions: pd.DataFrame  # saved so far (only the lock holder changes them)
     done: frozenset[str]  # image ids this model version has already scored
 
 
@@ -154,41 +158,40 @@ def _plan_scoring(cfg: ScoreConfig, production: ProductionModel, inbox: Path, ou
         raise DataError(f"inbox {inbox} is not a folder (score.inbox, or --inbox)")
     files = sorted(path for path in inbox.rglob("*") if path.is_file() and not path.name.startswith("."))
     chunks = [files[start : start + cfg.chunk_size] for start in range(0, len(files), cfg.chunk_size)]
-    return ScoringPlan(chunks, frozenset(_scored_ids(read_table(out_dir / PREDICTIONS), production.version)))
+    predictions = read_table(out_dir / PREDICTIONS)
+    return ScoringPlan(chunks, predictions, frozenset(_scored_ids(predictions, production.version)))
 
 
 def score_chunk(
     files: list[Path], production: ProductionModel, cfg: ScoreConfig, out_dir: Path, done: frozenset[str]
 ) -> ChunkResult:
-    """Decode, prepare and predict one chunk; heat maps for the rows that need one. Unreadable
-    files are reported for quarantine; images already scored by this version (or copies) are
-    skipped. It writes only its own heat maps, so chunks can run in parallel, anywhere."""
-    decoded, rejected = _read_chunk(files, production)
-    fresh, seen = [], set(done)
-    for name, digest, array in decoded:
-        if digest not in seen:
-            seen.add(digest)
-            fresh.append((name, digest, array))
-    rows = _predict(fresh, production, cfg, out_dir) if fresh else pd.DataFrame()
-    return ChunkResult(rows, len(decoded) - len(fresh), rejected)
+    """Decode, prepare and predict one chunk; heat maps for the rows that need one. Files are
+    decoded on background threads while the model predicts the batches already prepared, so both
+    keep the cores busy. Unreadable files are reported for quarantine; images already scored by
+    this version (or copies) are skipped. It writes only its own heat maps, so chunks can run in
+    parallel, anywhere."""
+    reader = ChunkReader(production, set(done))
+    parts = [_score_batch(batch, production, cfg, out_dir) for batch in _batched(reader.fresh(files), cfg.batch_size)]
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return ChunkResult(rows, reader.skipped, reader.rejected)
 
 
-def _merge_chunk(out_dir: Path, chunk: ChunkResult) -> None:
+def _merge_chunk(out_dir: Path, predictions: pd.DataFrame, chunk: ChunkResult) -> pd.DataFrame:
     """Quarantine the chunk's unreadable files, then append its rows to predictions.csv
     (atomically); a row already there is kept once. Only the lock holder merges."""
     _quarantine(chunk.unreadable, out_dir)
     if chunk.rows.empty:
-        return
-    predictions = read_table(out_dir / PREDICTIONS)
+        return predictions
     merged = pd.concat([predictions, chunk.rows], ignore_index=True) if len(predictions) else chunk.rows
-    write_table(out_dir / PREDICTIONS, merged.drop_duplicates(["image_id", "model_version"], keep="first"))
+    merged = merged.drop_duplicates(["image_id", "model_version"], keep="first")
+    write_table(out_dir / PREDICTIONS, merged)
+    return merged
 
 
 def _finish_scoring(
-    cfg: ScoreConfig, production: ProductionModel, out_dir: Path, chunks: list[ChunkResult]
+    cfg: ScoreConfig, production: ProductionModel, out_dir: Path, predictions: pd.DataFrame, chunks: list[ChunkResult]
 ) -> ScoreResult:
     """Write the review queue of this version's predictions and count what the run did."""
-    predictions = read_table(out_dir / PREDICTIONS)
     current = predictions[predictions["model_version"] == production.version] if len(predictions) else predictions
     queue = review_queue(current, cfg.review_order)
     queue = pd.concat([queue.assign(reason="uncertain"), audit_queue(out_dir)], ignore_index=True)
@@ -230,32 +233,52 @@ def make_demo_inbox(raw_dir: Path, inbox: Path, count: int, seed: int) -> list[P
     ]
 
 
-def _read_chunk(files: list[Path], production: ProductionModel) -> tuple[list[tuple], list[tuple[Path, str]]]:
-    """Decode and prepare files in parallel: [(name, image_id, array)] and [(path, reason)]."""
+@dataclass
+class ChunkReader:
+    """Reads a chunk's files into (name, image_id, prepared array), counting what it leaves out."""
 
-    def read(path: Path) -> tuple[list[tuple], str | None]:
+    production: ProductionModel
+    seen: set[str]  # image ids scored already, or met earlier in this chunk
+    skipped: int = 0
+    rejected: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason)
+
+    def fresh(self, files: list[Path]) -> Iterator[tuple[str, str, np.ndarray]]:
+        """The images not seen yet, in file order, decoded and prepared on all cores ahead of use."""
+        for path, (images, reason) in zip(files, ordered_map(self._read, files), strict=True):
+            if reason is not None:
+                self.rejected.append((path, reason))
+            for name, digest, array in images:
+                if digest in self.seen:
+                    self.skipped += 1
+                    continue
+                self.seen.add(digest)
+                yield name, digest, array
+
+    def _read(self, path: Path) -> tuple[list[tuple[str, str, np.ndarray]], str | None]:
         try:
-            images = load_image(path, ImageLimits(), production.dicom)
+            images = load_image(path, ImageLimits(), self.production.dicom)
         except UnreadableImage as exc:
             return [], str(exc)
         name = printable_path(path)
         return [
             (name if image.frame is None else f"{name}#frame{image.frame}", image_id(image.pixels),
-             prepare_loaded(image, production.preprocess))
+             prepare_loaded(image, self.production.preprocess))
             for image in images
         ], None  # fmt: skip
 
-    decoded, rejected = [], []
-    for path, (images, reason) in zip(files, ordered_map(read, files), strict=True):
-        decoded += images
-        if reason is not None:
-            rejected.append((path, reason))
-    return decoded, rejected
+
+def _batched(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
+    while batch := list(islice(items, size)):
+        yield batch
 
 
-def _predict(images: list[tuple], production: ProductionModel, cfg: ScoreConfig, out_dir: Path) -> pd.DataFrame:
+def _score_batch(
+    images: list[tuple[str, str, np.ndarray]], production: ProductionModel, cfg: ScoreConfig, out_dir: Path
+) -> pd.DataFrame:
     batch = np.stack([array for _, _, array in images]).astype(np.float32)
-    probabilities = production.model.predict(batch, batch_size=cfg.batch_size, verbose=0).astype(np.float64)
+    # predict_on_batch: model.predict's per-call set-up costs as much as predicting 200 images here.
+    probabilities, features = _with_features(production.model).predict_on_batch(batch)
+    probabilities = probabilities.astype(np.float64)
     ranked = np.sort(probabilities, axis=1)
     confidence = ranked[:, -1]
     decision = np.where(confidence >= cfg.confidence_threshold, "auto", "review")
@@ -278,10 +301,26 @@ def _predict(images: list[tuple], production: ProductionModel, cfg: ScoreConfig,
     wanted = {"all": np.ones(len(rows), bool), "review": decision == "review"}.get(cfg.heatmaps)
     rows["heatmap"] = ""
     if wanted is not None and wanted.any():
+        classes = probabilities[wanted].argmax(axis=1)
         rows.loc[wanted, "heatmap"] = _save_heatmaps(
-            batch[wanted], probabilities[wanted].argmax(axis=1), rows.loc[wanted, "image_id"], production, out_dir
+            batch[wanted], features[wanted], classes, rows.loc[wanted, "image_id"], production, out_dir
         )
     return rows
+
+
+@functools.lru_cache(maxsize=2)
+def _with_features(model):
+    """The model with its features as a second output, built once per model."""
+    from medcls.model import with_features
+
+    return with_features(model)
+
+
+@functools.lru_cache(maxsize=2)
+def _logits_kernel(model) -> np.ndarray:
+    from medcls.model import logits_kernel
+
+    return logits_kernel(model)
 
 
 def entropy(probabilities: np.ndarray) -> np.ndarray:
@@ -291,18 +330,21 @@ def entropy(probabilities: np.ndarray) -> np.ndarray:
 
 
 def _save_heatmaps(
-    batch: np.ndarray, classes: np.ndarray, ids: pd.Series, production: ProductionModel, out_dir: Path
+    images: np.ndarray,
+    features: np.ndarray,
+    classes: np.ndarray,
+    ids: pd.Series,
+    production: ProductionModel,
+    out_dir: Path,
 ) -> list[str]:
-    """Grad-CAM overlays as PNG files under `heatmaps/`; returns their paths relative to out_dir."""
-    from medcls.explain import encode_png, grad_cam, overlay
+    """Grad-CAM overlays as JPEG files under `heatmaps/`; returns their paths relative to out_dir."""
+    from medcls.explain import class_activation_maps, encode_jpeg, overlay
 
-    maps = np.concatenate(
-        [grad_cam(production.model, batch[i : i + 64], classes[i : i + 64]) for i in range(0, len(batch), 64)]
-    )
+    maps = class_activation_maps(features, _logits_kernel(production.model), classes)
     paths = []
-    for image, heat, digest in zip(batch, maps, ids, strict=True):
-        relative = f"{HEATMAPS}/{digest[:24]}-v{production.version}.png"
-        write_bytes(out_dir / relative, encode_png(overlay(image.astype(np.uint8), heat)))
+    for image, heat, digest in zip(images, maps, ids, strict=True):
+        relative = f"{HEATMAPS}/{digest[:24]}-v{production.version}.jpg"
+        write_bytes(out_dir / relative, encode_jpeg(overlay(image.astype(np.uint8), heat)))
         paths.append(relative)
     return paths
 
@@ -313,21 +355,33 @@ def _scored_ids(predictions: pd.DataFrame, version: str) -> set[str]:
     return set(predictions.loc[predictions["model_version"] == version, "image_id"])
 
 
-def _quarantine(rejected: list[tuple[Path, str]], out_dir: Path) -> int:
-    """Move unreadable files aside (never delete them) and record why."""
+def _quarantine(rejected: list[tuple[Path, str]], out_dir: Path) -> None:
+    """Move unreadable files aside (never delete them), recording why before moving: a run killed
+    in between leaves the file in the inbox with a record of a move that never happened, and the
+    next run's record for that file replaces it."""
     if not rejected:
-        return 0
+        return
     folder = out_dir / "quarantine"
     folder.mkdir(exist_ok=True)
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    records = []
-    for path, reason in rejected:
-        target = folder / f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{path.name}"
+    now = datetime.now(UTC)
+    stamp = f"{now:%Y%m%dT%H%M%S%f}"
+    moves = [(path, folder / f"{stamp}-{number}-{path.name}") for number, (path, _) in enumerate(rejected)]
+    records = pd.DataFrame(
+        {
+            "path": [printable_path(path) for path, _ in moves],
+            "moved_to": [printable_path(target) for _, target in moves],
+            "reason": [reason for _, reason in rejected],
+            "quarantined_at": now.isoformat(timespec="seconds"),
+        }
+    )
+    earlier = read_table(out_dir / QUARANTINE)
+    if len(earlier):
+        moved = earlier["moved_to"].map(lambda target: Path(target).exists())
+        never_moved = earlier["path"].isin(records["path"]) & ~moved
+        records = pd.concat([earlier[~never_moved], records], ignore_index=True)
+    write_table(out_dir / QUARANTINE, records)
+    for path, target in moves:
         shutil.move(path, target)
-        record = {"path": printable_path(path), "moved_to": printable_path(target), "reason": reason}
-        records.append({**record, "quarantined_at": now})
-    write_table(out_dir / QUARANTINE, pd.concat([read_table(out_dir / QUARANTINE), pd.DataFrame(records)]))
-    return len(records)
 
 
 def read_table(path: Path) -> pd.DataFrame:

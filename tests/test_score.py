@@ -115,7 +115,7 @@ def test_review_rows_get_uncertainty_and_a_heat_map(trained_project, production,
         overlay = cv2.imread(str(out / heatmap))
         assert overlay is not None and overlay.shape == (224, 224, 3)  # enlarged for a person to read
     tasks = json.loads((out / "review_tasks.json").read_text())
-    assert len(tasks) == 6
+    assert len(tasks) == len(queue) >= 4  # a confidence of exactly 1.0 would still be auto
     assert tasks[0]["data"]["heatmap"].startswith("/data/local-files/?d=out/heatmaps/")
     assert tasks[0]["predictions"][0]["result"][0]["value"]["choices"] == [queue["label"][0]]
     config = (out / "label_studio.xml").read_text()
@@ -131,23 +131,60 @@ def test_auto_rows_get_no_heat_map_unless_asked(trained_project, production, tmp
     assert (pd.read_csv(result.predictions_path, keep_default_na=False)["heatmap"] != "").all()
 
 
-def test_grad_cam_points_at_the_evidence():
+def test_a_quarantine_recorded_but_never_moved_is_redone_once(trained_project, production, tmp_path: Path):
+    """The state a run killed between recording a quarantine and moving the file leaves behind."""
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    (inbox / "broken.png").write_bytes(b"\x89PNG not really")
+    out.mkdir()
+    never_moved = {"path": str(inbox / "broken.png"), "moved_to": str(out / "quarantine" / "gone-broken.png")}
+    pd.DataFrame([never_moved | {"reason": "x", "quarantined_at": "2026-11-24T00:00:00+00:00"}]).to_csv(
+        out / "quarantine.csv", index=False
+    )
+    assert score_inbox(ScoreConfig(), production, inbox, out).quarantined == 1
+    quarantine = pd.read_csv(out / "quarantine.csv")
+    assert len(quarantine) == 1 and Path(quarantine["moved_to"][0]).is_file()
+    assert not (inbox / "broken.png").exists()
+
+
+def test_heat_maps_point_at_the_evidence():
     """Two feature channels, a blob in each; only the top-left one's channel counts for class 1."""
+    from medcls.explain import class_activation_maps
+
+    features = np.zeros((1, 8, 8, 2), np.float32)
+    features[0, :4, :4, 0] = 1.0  # evidence for class 1
+    features[0, 4:, 4:, 1] = 1.0  # bright, but irrelevant to class 1
+    kernel = np.array([[-1.0, 1.0], [0.0, 0.0]], np.float32)  # class 1 <- channel 0 only
+    heat = class_activation_maps(features, kernel, np.array([1]))[0]
+    assert heat[:4, :4].min() == 1.0 and heat[4:, 4:].max() == 0.0
+
+
+def test_heat_maps_are_grad_cam_of_the_classifier():
+    """The class activation map from the forward pass equals Grad-CAM computed with gradients."""
     import keras
+    import tensorflow as tf
 
-    from medcls.explain import grad_cam
+    from medcls.config import TrainConfig
+    from medcls.explain import class_activation_maps
+    from medcls.model import FEATURES_LAYER, LOGITS_LAYER, build_classifier, logits_kernel, with_features
 
-    inputs = keras.Input((8, 8, 2))
-    identity = keras.initializers.Constant(np.eye(2).reshape(1, 1, 2, 2))  # features = the image
-    features = keras.layers.Conv2D(2, 1, use_bias=False, kernel_initializer=identity, name="features")(inputs)
-    pooled = keras.layers.GlobalAveragePooling2D()(features)
-    evidence = keras.initializers.Constant([[-1.0, 1.0], [0.0, 0.0]])  # class 1 <- channel 0 only
-    logits = keras.layers.Dense(2, kernel_initializer=evidence, name="logits")(pooled)
-    image = np.zeros((1, 8, 8, 2), np.float32)
-    image[0, :4, :4, 0] = 1.0  # evidence for class 1
-    image[0, 4:, 4:, 1] = 1.0  # bright, but irrelevant to class 1
-    heat = grad_cam(keras.Model(inputs, logits), image, np.array([1]))[0]
-    assert heat[1:3, 1:3].min() > 0.9 and heat[5:, 5:].max() < 0.1
+    model = build_classifier(TrainConfig(widths=[8, 16], dropout=0.5), (16, 16, 1), 3, [0.5], [0.05])
+    images = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 1)).astype(np.float32)
+    classes = np.array([0, 1, 2, 1])
+    explainer = keras.Model(
+        model.inputs, [model.get_layer(FEATURES_LAYER).output, model.get_layer(LOGITS_LAYER).output]
+    )
+    with tf.GradientTape() as tape:
+        features, logits = explainer(tf.convert_to_tensor(images), training=False)
+        score = tf.gather(logits, classes, axis=1, batch_dims=1)
+    weights = tf.reduce_mean(tape.gradient(score, features), axis=(1, 2), keepdims=True)
+    grad_cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1)).numpy()
+    grad_cam /= np.maximum(grad_cam.max(axis=(1, 2), keepdims=True), 1e-12)
+
+    _, forward_features = with_features(model).predict_on_batch(images)
+    np.testing.assert_allclose(
+        class_activation_maps(forward_features, logits_kernel(model), classes), grad_cam, atol=1e-5
+    )
 
 
 def test_a_second_run_on_the_same_outputs_is_refused_while_one_runs(trained_project, production, tmp_path: Path):

@@ -31,8 +31,10 @@ def test_mlflow_serves_the_production_model_on_localhost(trained_project, tmp_pa
     mlflow = Path(sys.executable).with_name("mlflow")
     command = [str(mlflow), "models", "serve", "-m", f"models:/{name}@production", "--env-manager", "local",
                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    # `--env-manager local` runs `uvicorn` from PATH: this environment's, as if it were activated.
+    env = os.environ | {"PATH": f"{mlflow.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     with open(tmp_path / "serve.log", "w") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
         _wait_until_up(f"http://127.0.0.1:{port}/ping", server, tmp_path / "serve.log")
         x, _, _ = load_split(trained_project.processed, "test")
@@ -43,7 +45,8 @@ def test_mlflow_serves_the_production_model_on_localhost(trained_project, tmp_pa
         with urllib.request.urlopen(request, timeout=60) as response:
             served = np.array(json.loads(response.read())["predictions"])
     finally:
-        os.killpg(server.pid, 15)
+        if server.poll() is None:
+            os.killpg(server.pid, 15)
         server.wait(timeout=30)
     expected = load_production_model(name).model.predict(x[:3].astype(np.float32), verbose=0)
     np.testing.assert_allclose(served, expected, atol=1e-5)  # the temperature-scaled probabilities
