@@ -38,6 +38,7 @@ from medcls.registry import PRODUCTION, production_version
 from medcls.review import export_label_studio
 
 PREDICTIONS = "predictions.csv"
+PENDING = "predictions.pending"  # each chunk's rows, saved as it is scored, until the run folds them in
 REVIEW_QUEUE = "review_queue.csv"
 QUARANTINE = "quarantine.csv"
 HEATMAPS = "heatmaps"
@@ -103,25 +104,28 @@ def score_inbox(
     cfg: ScoreConfig, production: ProductionModel, inbox: Path, out_dir: Path, run_chunks: ChunkRunner | None = None
 ) -> ScoreResult:
     """Score every new image in `inbox`, chunk by chunk: under the output folder's lock, each
-    chunk's rows are saved as it arrives, so a run killed at any point loses no saved row and a
-    rerun scores the rest. `run_chunks` decides where chunks run (default: here, one by one)."""
+    chunk's rows are saved as it arrives (a small file of its own, so saving costs the same
+    however long the history in predictions.csv), and folded into predictions.csv once at the
+    end. A run killed at any point loses no saved row: the next run folds them in first and
+    scores the rest. `run_chunks` decides where chunks run (default: here, one by one)."""
 
     def here(chunks: list[list[Path]], done: frozenset[str]) -> Iterator[ChunkResult]:
         return (score_chunk(files, production, cfg, out_dir, done) for files in chunks)
 
     with scoring_lock(out_dir):
         plan = _plan_scoring(cfg, production, inbox, out_dir)
-        predictions, results = plan.predictions, []
-        for result in (run_chunks or here)(plan.chunks, plan.done):
-            predictions = _merge_chunk(out_dir, predictions, result)
+        run = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+        results = []
+        for number, result in enumerate((run_chunks or here)(plan.chunks, plan.done)):
+            _save_chunk(out_dir, result, f"{run}-{number:06d}")
             results.append(result)
-        return _finish_scoring(cfg, production, out_dir, predictions, results)
+        return _finish_scoring(cfg, production, out_dir, _fold_pending(out_dir, plan.predictions), results)
 
 
 @dataclass(frozen=True)
 class ScoringPlan:
     chunks: list[list[Path]]
-    predictions: pd.DataFrame  # saved so far (only the lock holder changes them)
+    predictions: pd.DataFrame  # saved so far, pending rows of a killed run included
     done: frozenset[str]  # image ids this model version has already scored
 
 
@@ -158,7 +162,7 @@ def _plan_scoring(cfg: ScoreConfig, production: ProductionModel, inbox: Path, ou
         raise DataError(f"inbox {inbox} is not a folder (score.inbox, or --inbox)")
     files = sorted(path for path in inbox.rglob("*") if path.is_file() and not path.name.startswith("."))
     chunks = [files[start : start + cfg.chunk_size] for start in range(0, len(files), cfg.chunk_size)]
-    predictions = read_table(out_dir / PREDICTIONS)
+    predictions = _fold_pending(out_dir, read_table(out_dir / PREDICTIONS))
     return ScoringPlan(chunks, predictions, frozenset(_scored_ids(predictions, production.version)))
 
 
@@ -176,15 +180,26 @@ def score_chunk(
     return ChunkResult(rows, reader.skipped, reader.rejected)
 
 
-def _merge_chunk(out_dir: Path, predictions: pd.DataFrame, chunk: ChunkResult) -> pd.DataFrame:
-    """Quarantine the chunk's unreadable files, then append its rows to predictions.csv
-    (atomically); a row already there is kept once. Only the lock holder merges."""
+def _save_chunk(out_dir: Path, chunk: ChunkResult, name: str) -> None:
+    """Quarantine the chunk's unreadable files, then save its rows (atomically) as a pending part
+    named so that parts sort in the order they were saved. Only the lock holder saves."""
     _quarantine(chunk.unreadable, out_dir)
-    if chunk.rows.empty:
+    if not chunk.rows.empty:
+        write_table(out_dir / PENDING / f"{name}.csv", chunk.rows)
+
+
+def _fold_pending(out_dir: Path, predictions: pd.DataFrame) -> pd.DataFrame:
+    """predictions.csv with the pending parts appended (the earliest row of an image and version
+    kept), written atomically before the parts are removed: a run killed in between folds the
+    same parts again next time, and the duplicates drop out."""
+    parts = sorted((out_dir / PENDING).glob("*.csv"))
+    if not parts:
         return predictions
-    merged = pd.concat([predictions, chunk.rows], ignore_index=True) if len(predictions) else chunk.rows
+    merged = pd.concat([predictions, *(read_table(part) for part in parts)], ignore_index=True)
     merged = merged.drop_duplicates(["image_id", "model_version"], keep="first")
     write_table(out_dir / PREDICTIONS, merged)
+    for part in parts:
+        part.unlink()
     return merged
 
 

@@ -213,6 +213,7 @@ def test_a_killed_run_and_its_restart_score_every_image_exactly_once(trained_pro
     killed_rows = _rows(out)
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
+    assert not list((out / "predictions.pending").glob("*"))  # every saved chunk folded in
     predictions = pd.read_csv(out / "predictions.csv")
     assert 0 < killed_rows < len(predictions)  # the kills did land mid-run
     assert len(predictions) == predictions["image_id"].nunique() == len(copied)  # each image, once
@@ -220,7 +221,9 @@ def test_a_killed_run_and_its_restart_score_every_image_exactly_once(trained_pro
 
 
 def _rows(out: Path) -> int:
+    """Rows saved so far: predictions.csv and the chunks saved since (still pending)."""
+    tables = [out / "predictions.csv", *(out / "predictions.pending").glob("*.csv")]
     try:
-        return len(pd.read_csv(out / "predictions.csv"))
-    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return sum(len(pd.read_csv(table)) for table in tables if table.exists())
+    except (FileNotFoundError, pd.errors.EmptyDataError):  # a part folded in meanwhile
         return 0
