@@ -65,10 +65,7 @@ def batch_scoring(params_path: str = "params.yaml", inbox: str | None = None) ->
             return (future.result() for future in runner.map(score_chunk_task, parameters))  # in order
 
         result = score_inbox(cfg, production, Path(inbox) if inbox else project.inbox, out_dir, as_tasks)
-    print(
-        f"scored {result.scored} images with v{result.model_version}: {result.auto} auto-labelled, "
-        f"{result.review} to review; {result.skipped} already scored, {result.quarantined} quarantined"
-    )
+    print(result.summary())
     return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(result).items()}
 
 

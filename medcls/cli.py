@@ -130,11 +130,8 @@ def _register(args: argparse.Namespace) -> str:
 def _score(args: argparse.Namespace) -> str:
     from medcls.pipeline import score
 
-    r = score(_project(args), args.inbox, args.output)
-    return (
-        f"scored {r.scored} images with v{r.model_version} ({r.auto} auto-labelled, {r.review} to review in total), "
-        f"{r.skipped} already scored, {r.quarantined} quarantined -> {r.predictions_path}"
-    )
+    result = score(_project(args), args.inbox, args.output)
+    return f"{result.summary()} -> {result.predictions_path}"
 
 
 def _demo_inbox(args: argparse.Namespace) -> str:

@@ -28,14 +28,20 @@ def ordered_map(function: Callable[[Item], Result], items: Iterable[Item], worke
     """`function` over `items` in batches on a thread pool; a few batches per worker wait in memory."""
     workers = worker_count(workers)
     pending: deque[Future[list[Result]]] = deque()
-    remaining = iter(items)
     with ThreadPoolExecutor(workers) as pool:
-        while batch := list(islice(remaining, BATCH)):
+        for batch in batched(items, BATCH):
             pending.append(pool.submit(_apply, function, batch))
             if len(pending) >= 2 * workers:
                 yield from pending.popleft().result()
         while pending:
             yield from pending.popleft().result()
+
+
+def batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    """Consecutive lists of `size` items (the last one shorter), taken as they are needed."""
+    remaining = iter(items)
+    while batch := list(islice(remaining, size)):
+        yield batch
 
 
 def _apply(function: Callable[[Item], Result], batch: list[Item]) -> list[Result]:

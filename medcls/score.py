@@ -19,9 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -32,7 +30,7 @@ from medcls.errors import DataError, RegistryError, ScoringBusy
 from medcls.files import write_bytes, write_table
 from medcls.imaging import ImageLimits, UnreadableImage, image_id, load_image, printable_path
 from medcls.ingest import load_manifest
-from medcls.parallel import ordered_map
+from medcls.parallel import batched, ordered_map
 from medcls.preprocess import prepare_loaded
 from medcls.registry import PRODUCTION, production_version
 from medcls.review import export_label_studio
@@ -43,7 +41,6 @@ REVIEW_QUEUE = "review_queue.csv"
 QUARANTINE = "quarantine.csv"
 HEATMAPS = "heatmaps"
 LOCK = ".scoring.lock"
-Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -56,6 +53,13 @@ class ScoreResult:
     quarantined: int
     auto: int
     review: int
+
+    def summary(self) -> str:
+        """One line for the CLI and the flow's log: this run's counts, and the version's in all."""
+        return (
+            f"scored {self.scored} images with v{self.model_version}: {self.auto} auto-labelled, "
+            f"{self.review} to review in all; {self.skipped} already scored, {self.quarantined} quarantined"
+        )
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,7 @@ def score_chunk(
     this version (or copies) are skipped. It writes only its own heat maps, so chunks can run in
     parallel, anywhere."""
     reader = ChunkReader(production, set(done))
-    parts = [_score_batch(batch, production, cfg, out_dir) for batch in _batched(reader.fresh(files), cfg.batch_size)]
+    parts = [_score_batch(batch, production, cfg, out_dir) for batch in batched(reader.fresh(files), cfg.batch_size)]
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     return ChunkResult(rows, reader.skipped, reader.rejected)
 
@@ -282,11 +286,6 @@ class ChunkReader:
         ], None  # fmt: skip
 
 
-def _batched(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
-    while batch := list(islice(items, size)):
-        yield batch
-
-
 def _score_batch(
     images: list[tuple[str, str, np.ndarray]], production: ProductionModel, cfg: ScoreConfig, out_dir: Path
 ) -> pd.DataFrame:
@@ -331,13 +330,6 @@ def _with_features(model):
     return with_features(model)
 
 
-@functools.lru_cache(maxsize=2)
-def _logits_kernel(model) -> np.ndarray:
-    from medcls.model import logits_kernel
-
-    return logits_kernel(model)
-
-
 def entropy(probabilities: np.ndarray) -> np.ndarray:
     """Shannon entropy of each row divided by log(classes): 0 certain, 1 uniform."""
     logs = np.log(np.clip(probabilities, 1e-12, 1.0))
@@ -354,8 +346,9 @@ def _save_heatmaps(
 ) -> list[str]:
     """Grad-CAM overlays as JPEG files under `heatmaps/`; returns their paths relative to out_dir."""
     from medcls.explain import class_activation_maps, encode_jpeg, overlay
+    from medcls.model import logits_kernel
 
-    maps = class_activation_maps(features, _logits_kernel(production.model), classes)
+    maps = class_activation_maps(features, logits_kernel(production.model), classes)
     paths = []
     for image, heat, digest in zip(images, maps, ids, strict=True):
         relative = f"{HEATMAPS}/{digest[:24]}-v{production.version}.jpg"
