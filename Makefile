@@ -5,7 +5,7 @@ INSTALLED := $(VENV)/.installed
 # Run the project's tools (dvc, medcls, mlflow, prefect) from the virtual environment.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test lint format ui prefect-ui serve serve-model clean
+.PHONY: run test lint format ui prefect-ui serve deploy serve-model clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,7 @@ test: $(INSTALLED) lint
 lint: $(INSTALLED)
 	ruff check .
 	ruff format --check .
+	lint-imports --no-cache
 
 format: $(INSTALLED)
 	ruff check --fix .
@@ -43,7 +44,11 @@ prefect-ui: $(INSTALLED)
 
 ## serve: run the scheduled deployments (retraining, scoring) from this machine
 serve: $(INSTALLED)
-	medcls serve
+	python -m flows serve
+
+## deploy: deploy them to the Prefect work pool `medcls` instead (POOL=name for another)
+deploy: $(INSTALLED)
+	python -m flows deploy --pool $(or $(POOL),medcls)
 
 ## serve-model: the production model over HTTP on http://127.0.0.1:5001/invocations
 serve-model: $(INSTALLED)

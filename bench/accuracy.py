@@ -1,7 +1,7 @@
 """Accuracy against the published MedMNIST v2 figures: train each dataset's preset as is and print
 our test AUC / ACC and training time next to the published rows.
 
-Each preset (`presets/<dataset>.yaml`) is a complete params.yaml; the run goes through the same
+Each preset (`presets/<dataset>.yaml`) is an overlay of the defaults; the run goes through the same
 pipeline steps as `dvc repro` (ingest, validate, preprocess, train, evaluate) in a work folder,
 tracked in this repository's MLflow store (`make ui` shows the runs side by side). Ingest and
 preprocess are reused while their params are unchanged.
@@ -58,8 +58,9 @@ def main() -> None:
 
 def run_preset(name: str, workdir: Path, overrides: list[str]) -> dict:
     from medcls import pipeline
+    from medcls.presets import preset_params
 
-    params = yaml.safe_load((PRESETS / f"{name}.yaml").read_text())
+    params = preset_params(PRESETS / f"{name}.yaml")
     for override in overrides:
         key, _, value = override.partition("=")
         _set(params, key, yaml.safe_load(value))
@@ -96,12 +97,12 @@ def _prepare(project) -> None:
 
 def _reuse_or_run(project, stage: str, inputs: object, seed: int, run) -> None:
     """Run a stage unless its stamp says it already ran on the same inputs."""
-    stamp = project.root / f".{stage}.stamp"
+    stamp = project.paths.root / f".{stage}.stamp"
     digest = hashlib.sha256(json.dumps([inputs, seed], sort_keys=True).encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return
     if stage == "data":
-        shutil.rmtree(project.root / "data", ignore_errors=True)
+        shutil.rmtree(project.paths.root / "data", ignore_errors=True)
     run()
     stamp.write_text(digest)
 

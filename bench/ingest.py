@@ -22,9 +22,9 @@ import cv2
 import numpy as np
 
 from medcls.config import DataConfig, PreprocessConfig
-from medcls.imaging import describe_image, gray_if_neutral, image_id
-from medcls.ingest import ingest_data
-from medcls.preprocess import prepare_image, preprocess_data
+from medcls.data.images.pixels import describe_image, gray_if_neutral, image_id
+from medcls.data.ingest import ingest_data
+from medcls.data.preprocess import prepare_image, preprocess_data
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -42,14 +42,17 @@ def main() -> None:
 def run(args: argparse.Namespace, scratch: Path) -> None:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{scratch / 'mlflow.db'}"
     os.environ["PREFECT_HOME"] = str(scratch / "prefect")
-    params = yaml.safe_load((REPO / "presets" / "chest_xray.yaml").read_text())
+    from medcls.presets import preset_params
+
+    params = preset_params(REPO / "presets" / "chest_xray.yaml")
     params["registry"]["model_name"] = "bench-scoring"
     (scratch / "params.yaml").write_text(yaml.safe_dump(params))
     from flows.scoring import batch_scoring
     from medcls import pipeline
     from medcls.config import Params
-    from medcls.preprocess import prepare_files
-    from medcls.score import ChunkReader, load_production_model
+    from medcls.data.preprocess import prepare_files
+    from medcls.scoring import load_production_model
+    from medcls.scoring.reader import ChunkReader
 
     config = Params.model_validate(params)
     files = sorted(args.data.rglob("*.jpeg"))[: args.images]
@@ -119,7 +122,7 @@ def timed(runs: list[float], function, *args, **kwargs):
 
 def predict_like_the_flow(model, arrays: np.ndarray, batch_size: int) -> None:
     """The flow's own predict step: batches through the model with its features as a second output."""
-    from medcls.model import with_features
+    from medcls.model.network import with_features
 
     network = with_features(model)
     for start in range(0, len(arrays), batch_size):
@@ -144,7 +147,7 @@ def register_model(config, model_dir: Path):
     import mlflow
     from mlflow import MlflowClient
 
-    from medcls.model import build_classifier, with_temperature
+    from medcls.model.network import build_classifier, with_temperature
 
     trained = (model_dir / "model.keras").exists()
     preprocess = config.preprocess.model_copy(update={"channels": 1})

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,10 +33,12 @@ def main() -> None:
     import keras
 
     from medcls.config import Params
-    from medcls.model import forward_flops
-    from medcls.train import compiled_model, training_dataset
+    from medcls.model.inputs import training_dataset
+    from medcls.model.network import forward_flops
+    from medcls.model.train import compiled_model
+    from medcls.presets import preset_params
 
-    params = Params.model_validate(yaml.safe_load((REPO / "presets" / f"{args.preset}.yaml").read_text()))
+    params = Params.model_validate(preset_params(REPO / "presets" / f"{args.preset}.yaml"))
     cfg, size = params.train, params.preprocess.image_size
     channels = params.preprocess.channels
     if channels == "auto":

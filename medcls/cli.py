@@ -1,213 +1,299 @@
-"""`medcls`: the command line. Each command runs one pipeline step and prints one summary line;
-any error a user can fix is one `medcls: error: ...` line and exit status 1."""
+"""`medcls`: the command line (Typer + Rich). Each command runs one pipeline step (medcls.pipeline)
+and prints what it did; any error a user can fix is one `medcls: error: ...` line and exit status 1.
+On a terminal, long steps show progress bars; elsewhere (DVC, Prefect, CI) a log line now and then.
+"""
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from medcls.errors import MedclsError
 
+app = typer.Typer(
+    name="medcls",
+    help="Label and classify medical images: a reproducible, scheduled pipeline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+review_app = typer.Typer(help="The labelled pool: doctors' reviews back into training.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    from medcls.support.progress import LogReporter, TerminalReporter, reporting
+
     try:
-        message = args.handler(args)
+        with reporting(TerminalReporter() if sys.stderr.isatty() else LogReporter()):
+            app(args=list(argv) if argv is not None else None, prog_name="medcls")
     except MedclsError as exc:
         print(f"medcls: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
-    if message:
-        print(message)
+    except SystemExit as done:  # Typer ends every run so: 0, 2 for a usage error, 130 when interrupted
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medcls", description="Label and classify medical images.")
-    parser.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
-
-    def command(name: str, handler: Callable, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
-        sub.set_defaults(handler=handler)
-        return sub
-
-    command("ingest", _ingest, "copy data.source into data/raw with a manifest")
-    command("validate", _validate, "check data/raw with the Great Expectations suite")
-    command("preprocess", _preprocess, "prepare data/raw into arrays in data/processed")
-    command("train", _train, "train the classifier (one MLflow run)")
-    command("evaluate", _evaluate, "write reports/metrics.json and plots")
-    command("register", _register, "register the model; promote it if it beats production")
-    score = command("score", _score, "label the inbox with the production model")
-    score.add_argument("--inbox", type=Path, help="folder of new images (default: score.inbox)")
-    score.add_argument("--output", type=Path, help="results folder (default: score.output_dir)")
-    demo = command("demo-inbox", _demo_inbox, "copy held-out test images into the inbox")
-    demo.add_argument("--count", type=int, help="how many (default: score.demo_images)")
-    promote = command("promote", _promote, "move the production alias to a model version")
-    promote.add_argument("version")
-    promote.add_argument("--reason", default="promoted by hand")
-    rollback = command("rollback", _rollback, "move production back to the previous version")
-    rollback.add_argument("--reason", default="rolled back by hand")
-    command("models", _models, "list registered versions and which one is in production")
-    review = commands.add_parser("review", help="the labelled pool: doctors' reviews back into training")
-    actions = review.add_subparsers(required=True, metavar="ACTION")
-    init = actions.add_parser("init", help="create the empty labelled pool data/reviewed (a DVC stage)")
-    init.set_defaults(handler=_review_init)
-    imported = actions.add_parser(
-        "import", help="add reviewed labels (the edited review_queue.csv, or a Label Studio JSON export) to the pool"
-    )
-    imported.add_argument("file", type=Path)
-    imported.set_defaults(handler=_review_import)
-    command("audit", _audit, "flag likely mislabelled training images (cleanlab) into the review queue")
-    command("serve", _serve, "run the Prefect deployments on their schedules (Ctrl-C stops)")
-    command("summary", _summary, "where to find the metrics, runs and predictions")
-    return parser
+@app.callback()
+def _options(
+    context: typer.Context,
+    params: Annotated[Path, typer.Option("--params", help="the params file")] = Path("params.yaml"),
+) -> None:
+    context.obj = params
 
 
-def _project(args: argparse.Namespace):
-    from medcls.pipeline import open_project
+def _project(context: typer.Context):
+    from medcls import pipeline
 
-    return open_project(args.params)
+    return pipeline.open_project(context.obj)
 
 
-def _ingest(args: argparse.Namespace) -> str:
-    from medcls.pipeline import ingest
+@app.command()
+def ingest(context: typer.Context) -> None:
+    """Copy data.source into data/raw with a manifest."""
+    from medcls import pipeline
 
-    r = ingest(_project(args))
-    return (
+    r = pipeline.ingest(_project(context))
+    _say(
         f"ingested {r.images} images of {len(r.class_names)} classes into {r.raw_dir}; "
         f"{r.quarantined} quarantined, {r.duplicates} duplicates stored once"
     )
 
 
-def _validate(args: argparse.Namespace) -> str:
-    from medcls.pipeline import validate
+@app.command()
+def validate(context: typer.Context) -> None:
+    """Check data/raw with the Great Expectations suite."""
+    from medcls import pipeline
+    from medcls.catalog import ValidationReports
 
-    report = validate(_project(args))
+    report = pipeline.validate(_project(context))
     warnings = "".join(f"; WARNING {o.check.description}: {o.unexpected} rows" for o in report.warnings)
-    return f"validation passed ({len(report.outcomes)} expectations){warnings}; see {report.report_dir / 'report.md'}"
+    where = ValidationReports(report.report_dir).report
+    _say(f"validation passed ({len(report.outcomes)} expectations){warnings}; see {where}")
 
 
-def _preprocess(args: argparse.Namespace) -> str:
-    from medcls.pipeline import preprocess
+@app.command()
+def preprocess(context: typer.Context) -> None:
+    """Prepare data/raw into arrays in data/processed."""
+    from medcls import pipeline
 
-    r = preprocess(_project(args))
+    r = pipeline.preprocess(_project(context))
     shape = f"{r.contract['preprocess']['image_size']}px x{r.contract['preprocess']['channels']}"
-    return f"preprocessed {r.counts} at {shape} into {r.processed_dir}"
+    _say(f"preprocessed {r.counts} at {shape} into {r.processed_dir}")
 
 
-def _train(args: argparse.Namespace) -> str:
-    from medcls.pipeline import train
+@app.command()
+def train(context: typer.Context) -> None:
+    """Train the classifier (one MLflow run)."""
+    from medcls import pipeline
 
-    r = train(_project(args))
-    return (
+    r = pipeline.train(_project(context))
+    _say(
         f"trained {r.epochs_run} epochs (best {r.best_epoch + 1}) in {r.seconds:.0f} s, "
         f"{r.images_per_second:.0f} images/s on {r.device}; MLflow run {r.run_id}"
     )
 
 
-def _evaluate(args: argparse.Namespace) -> str:
-    from medcls.pipeline import evaluate
+@app.command()
+def evaluate(context: typer.Context) -> None:
+    """Write reports/metrics.json and plots."""
+    from medcls import pipeline
 
-    r = evaluate(_project(args))
+    r = pipeline.evaluate(_project(context))
     val, test = r.metrics["val"], r.metrics["test"]
-    return (
+    _say(
         f"test AUC {test['auc']:.4f} ACC {test['acc']:.4f} (val AUC {val['auc']:.4f} ACC {val['acc']:.4f})"
         f" -> {r.metrics_path}"
     )
 
 
-def _register(args: argparse.Namespace) -> str:
-    from medcls.pipeline import register
+@app.command()
+def register(context: typer.Context) -> None:
+    """Register the model; promote it if it beats production."""
+    from medcls import pipeline
 
-    r = register(_project(args))
-    return f"registered {r.model_name} v{r.version}: {r.reason}; production is v{r.production_version}"
-
-
-def _score(args: argparse.Namespace) -> str:
-    from medcls.pipeline import score
-
-    result = score(_project(args), args.inbox, args.output)
-    return f"{result.summary()} -> {result.predictions_path}"
+    r = pipeline.register(_project(context))
+    _say(f"registered {r.model_name} v{r.version}: {r.reason}; production is v{r.production_version}")
 
 
-def _demo_inbox(args: argparse.Namespace) -> str:
-    from medcls.pipeline import demo_inbox
+@app.command()
+def score(
+    context: typer.Context,
+    inbox: Annotated[Path | None, typer.Option(help="folder of new images (default: score.inbox)")] = None,
+    output: Annotated[Path | None, typer.Option(help="results folder (default: score.output_dir)")] = None,
+) -> None:
+    """Label the inbox with the production model."""
+    from medcls import pipeline
 
-    copied = demo_inbox(_project(args), args.count)
-    return f"copied {len(copied)} test images into {copied[0].parent if copied else 'the inbox'}"
+    result = pipeline.score(_project(context), inbox, output)
+    _say(f"{result.summary()} -> {result.predictions_path}")
 
 
-def _promote(args: argparse.Namespace) -> str:
-    from medcls.registry import promote
+@app.command("demo-inbox")
+def demo_inbox(
+    context: typer.Context,
+    count: Annotated[int | None, typer.Option(help="how many (default: score.demo_images)")] = None,
+) -> None:
+    """Copy held-out test images into the inbox."""
+    from medcls import pipeline
 
-    project = _project(args)
+    copied = pipeline.demo_inbox(_project(context), count)
+    _say(f"copied {len(copied)} test images into {copied[0].parent if copied else 'the inbox'}")
+
+
+@app.command()
+def promote(
+    context: typer.Context,
+    version: str,
+    reason: Annotated[str, typer.Option(help="why, recorded on the version")] = "promoted by hand",
+) -> None:
+    """Move the production alias to a model version."""
+    from medcls import pipeline
+
+    project = _project(context)
+    previous = pipeline.promote(project, version, reason)
     name = project.params.registry.model_name
-    previous = promote(name, args.version, args.reason)
-    return f"{name}: production is now v{args.version} (was {'v' + previous if previous else 'none'})"
+    _say(f"{name}: production is now v{version} (was {'v' + previous if previous else 'none'})")
 
 
-def _rollback(args: argparse.Namespace) -> str:
-    from medcls.registry import rollback
+@app.command()
+def rollback(
+    context: typer.Context,
+    reason: Annotated[str, typer.Option(help="why, recorded on the version")] = "rolled back by hand",
+) -> None:
+    """Move production back to the previous version."""
+    from medcls import pipeline
 
-    name = _project(args).params.registry.model_name
-    return f"{name}: production rolled back to v{rollback(name, args.reason)}"
-
-
-def _models(args: argparse.Namespace) -> str:
-    from medcls.registry import list_versions
-
-    name = _project(args).params.registry.model_name
-    lines = [f"{'version':>7}  {'val AUC':>7}  {'test AUC':>8}  {'created (UTC)':<25}  run"]
-    for v in list_versions(name):
-        marker = "  <- production" if v.production else ""
-        lines.append(
-            f"{v.version:>7}  {_fmt(v.val_auc):>7}  {_fmt(v.test_auc):>8}  {v.created:<25}  {v.run_id}{marker}"
-        )
-    return "\n".join(lines) if len(lines) > 1 else f"no versions of '{name}' registered yet"
+    project = _project(context)
+    _say(f"{project.params.registry.model_name}: production rolled back to v{pipeline.rollback(project, reason)}")
 
 
-def _review_init(args: argparse.Namespace) -> str:
-    from medcls.pipeline import review_init
+@app.command()
+def models(context: typer.Context) -> None:
+    """List registered versions and which one is in production."""
+    from medcls import pipeline
 
-    return f"labelled pool: {review_init(_project(args))}"
+    project = _project(context)
+    versions = pipeline.models(project)
+    if not versions:
+        _say(f"no versions of '{project.params.registry.model_name}' registered yet")
+        return
+    rows = [
+        (v.version, _figure(v.val_auc), _figure(v.test_auc), v.created, v.run_id, "production" if v.production else "")
+        for v in versions
+    ]
+    _table(project.params.registry.model_name, ("version", "val AUC", "test AUC", "created (UTC)", "run", ""), rows)
 
 
-def _review_import(args: argparse.Namespace) -> str:
-    from medcls.pipeline import review_import
+@review_app.command("init")
+def review_init(context: typer.Context) -> None:
+    """Create the empty labelled pool data/reviewed (a DVC stage)."""
+    from medcls import pipeline
 
-    r = review_import(_project(args), args.file)
-    return (
+    _say(f"labelled pool: {pipeline.review_init(_project(context))}")
+
+
+@review_app.command("import")
+def review_import(
+    context: typer.Context,
+    file: Annotated[Path, typer.Argument(help="the edited review_queue.csv, or a Label Studio JSON export")],
+) -> None:
+    """Add reviewed labels to the labelled pool."""
+    from medcls import pipeline
+
+    r = pipeline.review_import(_project(context), file)
+    _say(
         f"added {r.added} reviewed images ({r.corrected} corrected) and {r.auto_added} auto labels to {r.pool_dir} "
         f"({r.total} in all); `dvc repro` records the new data version and retrains on it"
     )
 
 
-def _audit(args: argparse.Namespace) -> str:
-    from medcls.pipeline import audit
+@app.command()
+def audit(context: typer.Context) -> None:
+    """Flag likely mislabelled training images (cleanlab) into the review queue."""
+    from medcls import pipeline
 
-    r = audit(_project(args))
-    return f"audited {r.audited} training labels: {r.flagged} likely wrong -> {r.audit_path} (and the review queue)"
-
-
-def _serve(args: argparse.Namespace) -> str:
-    from flows.deployments import serve_deployments
-
-    serve_deployments(args.params)
-    return ""
+    r = pipeline.audit(_project(context))
+    _say(f"audited {r.audited} training labels: {r.flagged} likely wrong -> {r.audit_path} (and the review queue)")
 
 
-def _summary(args: argparse.Namespace) -> str:
-    from medcls.summary import describe_project
+@app.command()
+def summary(context: typer.Context) -> None:
+    """Where to find the metrics, runs and predictions."""
+    from medcls import pipeline
 
-    return describe_project(_project(args))
+    project = _project(context)
+    rows = [(line.what, line.where, line.detail) for line in pipeline.summary(project)]
+    _table(f"medcls results (data: {project.params.data.source})", ("", "where", "how to look"), rows)
 
 
-def _fmt(value: float | None) -> str:
+@app.command()
+def preset(
+    context: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="a preset's name, or a preset file; none lists them")] = None,
+) -> None:
+    """Write a preset (an overlay of the defaults) into params.yaml, or list the presets."""
+    from medcls import pipeline
+
+    if name is None:
+        _table("presets (medcls preset NAME)", ("name", "for"), list(pipeline.presets(context.obj).items()))
+        return
+    changed = pipeline.apply_preset(context.obj, name)
+    rows = [(key, _value(old), _value(new)) for key, (old, new) in changed.items()]
+    _table(f"{context.obj}: preset {name}, {len(rows)} values changed", ("key", "was", "now"), rows)
+
+
+@app.command()
+def serve(context: typer.Context) -> None:
+    """Run the Prefect deployments on their schedules (hands over to `python -m flows serve`)."""
+    _hand_over_to_flows(["serve", "--params", str(context.obj)])
+
+
+@app.command()
+def deploy(
+    context: typer.Context,
+    pool: Annotated[str, typer.Option(help="the Prefect work pool that runs them")] = "medcls",
+) -> None:
+    """Deploy the scheduled flows to a work pool (hands over to `python -m flows deploy`)."""
+    _hand_over_to_flows(["deploy", "--pool", pool, "--params", str(context.obj)])
+
+
+def _hand_over_to_flows(arguments: list[str]) -> None:
+    """The orchestration layer's own command line, in this process's place: domain code never
+    imports the flows."""
+    command = [sys.executable, "-m", "flows", *arguments]
+    sys.stdout.flush()
+    os.execv(command[0], command)
+
+
+def _say(message: str) -> None:
+    print(message)
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """A table on standard output; as wide as its content when not on a terminal (for pipes)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(*columns, title=Text(title), title_justify="left", box=None, pad_edge=False)
+    for row in rows:
+        table.add_row(*(Text(str(cell)) for cell in row))  # as text: "[a, b]" is not markup
+    Console(width=None if sys.stdout.isatty() else 200, highlight=False).print(table)
+
+
+def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def _value(value: object) -> str:
+    return "-" if value is None else str(value)
 
 
 if __name__ == "__main__":

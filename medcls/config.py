@@ -15,8 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from medcls.errors import ConfigError
 
-SOURCE_SCHEMES = ("synthetic", "medmnist", "folder", "dicom", "csv")
-SPLITS = ("train", "val", "test")
+SOURCE_SCHEMES = ("synthetic", "medmnist", "folder", "dicom", "csv")  # each read by a module of medcls.data.sources
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -255,14 +254,15 @@ class Params(_Section):
 
     def flat(self) -> dict[str, object]:
         """Every value under its dotted params.yaml key, for experiment tracking."""
-        return _flatten(self.model_dump(by_alias=True, mode="json"))
+        return flatten(self.model_dump(by_alias=True, mode="json"))
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    """Nested sections as dotted keys: {"train": {"epochs": 3}} -> {"train.epochs": 3}."""
     flat: dict[str, object] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -271,18 +271,28 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
 def load_params(path: Path | str = "params.yaml") -> Params:
     """Read and check `params.yaml`; any problem becomes one ConfigError line naming the key."""
     path = Path(path)
+    return check_params(read_sections(path), path)
+
+
+def read_sections(path: Path, missing: str = "file not found") -> dict:
+    """A YAML file of params sections (params.yaml, a preset); a problem is one ConfigError line."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        raise ConfigError(f"{path}: {missing}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def check_params(raw: dict, origin: Path) -> Params:
+    """`raw` as typed params; a problem is one ConfigError line naming `origin` and the key."""
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {describe_errors(exc)}") from None
+        raise ConfigError(f"{origin}: {describe_errors(exc)}") from None
 
 
 def describe_errors(exc: ValidationError) -> str:

@@ -1,8 +1,8 @@
-"""The pipeline's steps: each hands one stage its params section and project paths.
+"""The one seam between the domain code and whatever drives it: one step per command.
 
-The CLI (and through it `dvc.yaml`) and the Prefect flows call these same functions, so a run
-from either gives the same result. Stage modules are imported inside each step to keep
-`medcls --help` fast.
+The CLI (and through it `dvc.yaml`) and the Prefect flows call these functions and nothing else.
+Each step hands one stage its params section and the project's paths. Stage modules are imported
+inside each step, so `medcls --help` does not wait for TensorFlow.
 """
 
 from __future__ import annotations
@@ -11,39 +11,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medcls.catalog import ProjectPaths, ScoringOutputs
 from medcls.config import Params, load_params
 from medcls.runtime import setup_runtime
 
 if TYPE_CHECKING:
-    from medcls.audit import AuditResult
-    from medcls.evaluate import EvaluationResult
-    from medcls.ingest import IngestResult
-    from medcls.preprocess import PreprocessResult
-    from medcls.registry import RegistrationResult
-    from medcls.review import ImportResult
-    from medcls.score import ScoreResult
-    from medcls.train import TrainResult
-    from medcls.validate import ValidationReport
+    from medcls.data.ingest import IngestResult
+    from medcls.data.preprocess import PreprocessResult
+    from medcls.data.validate import ValidationReport
+    from medcls.model.evaluate import EvaluationResult
+    from medcls.model.train import TrainResult
+    from medcls.registry import RegistrationResult, VersionSummary
+    from medcls.review import AuditResult, ImportResult
+    from medcls.scoring import ChunkMapper, ScoreResult
+    from medcls.summary import SummaryLine
 
 
 @dataclass(frozen=True)
 class Project:
-    """Where everything lives: fixed paths under the folder that holds `params.yaml`."""
+    """A project's params and where its files are (see medcls.catalog)."""
 
-    root: Path
     params: Params
-
-    raw = property(lambda self: self.root / "data" / "raw")
-    reviewed = property(lambda self: self.root / "data" / "reviewed")  # the labelled pool (medcls.review)
-    processed = property(lambda self: self.root / "data" / "processed")
-    models = property(lambda self: self.root / "models")
-    validation = property(lambda self: self.root / "reports" / "validation")
-    metrics = property(lambda self: self.root / "reports" / "metrics.json")
-    plots = property(lambda self: self.root / "reports" / "plots")
-    history = property(lambda self: self.root / "reports" / "training_history.csv")
-    registration = property(lambda self: self.root / "reports" / "registry.json")
-    inbox = property(lambda self: self.root / self.params.score.inbox)
-    outputs = property(lambda self: self.root / self.params.score.output_dir)
+    paths: ProjectPaths
 
 
 def open_project(params_path: Path | str = "params.yaml") -> Project:
@@ -51,104 +40,146 @@ def open_project(params_path: Path | str = "params.yaml") -> Project:
     params_path = Path(params_path).resolve()
     params = load_params(params_path)
     setup_runtime(params_path.parent, params.seed)
-    return Project(params_path.parent, params)
+    return project_of(params_path.parent, params)
+
+
+def project_of(root: Path, params: Params) -> Project:
+    """The project of `params` in the folder `root`."""
+    return Project(params, ProjectPaths.under(root, params.score.inbox, params.score.output_dir))
 
 
 def ingest(project: Project) -> IngestResult:
-    from medcls.ingest import ingest_data
+    from medcls.data.ingest import ingest_data
 
+    paths = project.paths
     return ingest_data(
-        project.params.data, project.raw, seed=project.params.seed, base_dir=project.root, reviewed_dir=project.reviewed
+        project.params.data, paths.raw, seed=project.params.seed, base_dir=paths.root, reviewed_dir=paths.reviewed
     )
 
 
 def validate(project: Project) -> ValidationReport:
-    from medcls.validate import validate_data
+    from medcls.data.validate import validate_data
 
-    return validate_data(project.params.validation, project.raw, project.validation)
+    return validate_data(project.params.validation, project.paths.raw, project.paths.validation)
 
 
 def preprocess(project: Project) -> PreprocessResult:
-    from medcls.preprocess import preprocess_data
+    from medcls.data.preprocess import preprocess_data
 
-    return preprocess_data(project.params.preprocess, project.raw, project.processed)
+    return preprocess_data(project.params.preprocess, project.paths.raw, project.paths.processed)
 
 
 def train(project: Project) -> TrainResult:
-    from medcls.runtime import data_version
-    from medcls.train import train_model
+    from medcls.model.train import train_model
+    from medcls.support.lineage import data_version
 
+    paths = project.paths
     return train_model(
         project.params.train,
-        project.processed,
-        project.models,
-        project.history,
+        paths.processed,
+        paths.models,
+        paths.history,
         seed=project.params.seed,
         run_params=project.params.flat(),
-        data_version=data_version(project.raw),
+        data_version=data_version(paths.raw),
     )
 
 
 def evaluate(project: Project) -> EvaluationResult:
-    from medcls.evaluate import evaluate_model
+    from medcls.model.evaluate import evaluate_model
 
+    paths = project.paths
     return evaluate_model(
-        project.params.evaluate, project.models, project.processed, project.metrics, project.plots, project.history
+        project.params.evaluate, paths.models, paths.processed, paths.metrics, paths.plots, paths.history
     )
 
 
 def register(project: Project) -> RegistrationResult:
     from medcls.registry import register_model
 
-    return register_model(project.params.registry, project.models, project.metrics, project.registration)
+    paths = project.paths
+    return register_model(project.params.registry, paths.models, paths.metrics, paths.registration)
 
 
-def score(project: Project, inbox: Path | None = None, out_dir: Path | None = None) -> ScoreResult:
-    from medcls.score import load_production_model, score_inbox
+def score(
+    project: Project, inbox: Path | None = None, out_dir: Path | None = None, map_chunks: ChunkMapper = map
+) -> ScoreResult:
+    """Score the inbox with the production model; `map_chunks` runs the chunks (here, one by one;
+    the Prefect flow passes its task runner's map)."""
+    from medcls.scoring import load_production_model, score_inbox
 
     production = load_production_model(project.params.registry.model_name)
-    return score_inbox(project.params.score, production, inbox or project.inbox, out_dir or project.outputs)
+    inbox, out_dir = inbox or project.paths.inbox, out_dir or project.paths.outputs
+    return score_inbox(project.params.score, production, inbox, out_dir, map_chunks)
 
 
 def demo_inbox(project: Project, count: int | None = None) -> list[Path]:
-    from medcls.score import make_demo_inbox
+    from medcls.data.demo import make_demo_inbox
 
     count = count or project.params.score.demo_images
-    return make_demo_inbox(project.raw, project.inbox, count, project.params.seed)
+    return make_demo_inbox(project.paths.raw, project.paths.inbox, count, project.params.seed)
 
 
 def review_init(project: Project) -> Path:
     from medcls.review import ensure_pool
 
-    return ensure_pool(project.reviewed)
+    return ensure_pool(project.paths.reviewed)
 
 
 def review_import(project: Project, reviews_path: Path) -> ImportResult:
-    import pandas as pd
+    from medcls.review import import_review_file
+    from medcls.scoring import read_predictions
 
-    from medcls.audit import audit_queue
-    from medcls.errors import DataError
-    from medcls.review import import_reviews, read_reviews
-    from medcls.score import PREDICTIONS, read_table
-
-    predictions = pd.concat([read_table(project.outputs / PREDICTIONS), audit_queue(project.outputs)])
-    if predictions.empty:
-        raise DataError(f"{project.outputs / PREDICTIONS}: no predictions yet; run `medcls score` first")
-    return import_reviews(read_reviews(reviews_path, _class_names(project, predictions)), predictions, project.reviewed)
-
-
-def _class_names(project: Project, predictions) -> list[str]:
-    """The labels a reviewer may give: the data set's classes (audit rows carry no probability
-    columns), or the scoring model's where this project holds no data."""
-    from medcls.files import read_json
-    from medcls.ingest import DATASET
-
-    if (project.raw / DATASET).exists():
-        return list(read_json(project.raw / DATASET)["class_names"])
-    return [column.removeprefix("prob_") for column in predictions.columns if column.startswith("prob_")]
+    paths = project.paths
+    predictions = read_predictions(ScoringOutputs(paths.outputs).predictions)
+    return import_review_file(reviews_path, predictions, paths.outputs, paths.raw, paths.reviewed)
 
 
 def audit(project: Project) -> AuditResult:
-    from medcls.audit import audit_labels
+    from medcls.review import audit_labels
 
-    return audit_labels(project.models, project.processed, project.raw, project.outputs, seed=project.params.seed)
+    paths = project.paths
+    return audit_labels(paths.models, paths.processed, paths.raw, paths.outputs, seed=project.params.seed)
+
+
+def promote(project: Project, version: str, reason: str) -> str:
+    """Move production to `version` by hand; returns the version that was in production ("" if none)."""
+    from medcls.registry import promote as promote_version
+
+    return promote_version(project.params.registry.model_name, version, reason)
+
+
+def rollback(project: Project, reason: str) -> str:
+    """Move production back to the version before; returns it."""
+    from medcls.registry import rollback as rollback_version
+
+    return rollback_version(project.params.registry.model_name, reason)
+
+
+def models(project: Project) -> list[VersionSummary]:
+    from medcls.registry import list_versions
+
+    return list_versions(project.params.registry.model_name)
+
+
+def summary(project: Project) -> list[SummaryLine]:
+    from medcls.summary import describe_project
+
+    return describe_project(project.params, project.paths)
+
+
+def presets(params_path: Path) -> dict[str, str]:
+    """The presets beside a params file: name -> what it is for."""
+    from medcls.presets import list_presets
+
+    return list_presets(ProjectPaths.under(params_path.resolve().parent).presets)
+
+
+def apply_preset(params_path: Path, name: str) -> dict[str, tuple[object, object]]:
+    """Write preset `name` (or a preset file's path) into params.yaml; returns what changed."""
+    from medcls.presets import apply_preset as apply
+
+    given = Path(name)
+    if given.suffix not in (".yaml", ".yml"):
+        given = ProjectPaths.under(params_path.resolve().parent).presets / f"{name}.yaml"
+    return apply(given, params_path)

@@ -6,12 +6,13 @@ import contextlib
 import logging
 import os
 import random
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from medcls.catalog import ProjectPaths
 
 # Quiet, offline-friendly defaults; a user's own environment variables win.
 QUIET_ENVIRONMENT = {
@@ -37,8 +38,9 @@ def setup_runtime(root: Path, seed: int) -> None:
 
 def local_tracking_uri(root: Path) -> str:
     """`sqlite:///<root>/mlruns/mlflow.db`, absolute so any working directory finds it."""
-    (root / "mlruns").mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(root / 'mlruns' / 'mlflow.db').resolve()}"
+    store = ProjectPaths.under(root).mlruns
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(store / 'mlflow.db').resolve()}"
 
 
 @dataclass(frozen=True)
@@ -102,15 +104,3 @@ def _visible_gpus(backend: str) -> list[str]:
 
         return [str(device) for device in jax.devices() if device.platform == "gpu"]
     return []
-
-
-def data_version(path: Path) -> str:
-    """DVC's content hash of a file or folder (`<md5>.dir` for folders), as `dvc.lock` records it."""
-    from dvc_data.hashfile.build import build
-    from dvc_data.hashfile.db import HashFileDB
-    from dvc_objects.fs.local import LocalFileSystem
-
-    filesystem = LocalFileSystem()
-    with tempfile.TemporaryDirectory() as scratch:
-        _, _, tree = build(HashFileDB(filesystem, scratch), str(path), filesystem, "md5", dry_run=True)
-    return tree.hash_info.value

@@ -3,47 +3,53 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
-import pandas as pd
+from medcls.catalog import ProjectPaths, ScoringOutputs, ValidationReports
+from medcls.config import Params
+from medcls.registry import production_version
+from medcls.scoring import read_predictions
+from medcls.support.files import read_json
 
-from medcls.files import read_json
-from medcls.pipeline import Project
+
+@dataclass(frozen=True)
+class SummaryLine:
+    what: str
+    where: str
+    detail: str
 
 
-def describe_project(project: Project) -> str:
-    from medcls.registry import production_version
-
-    name = project.params.registry.model_name
+def describe_project(params: Params, paths: ProjectPaths) -> list[SummaryLine]:
+    name = params.registry.model_name
     production = production_version(name)
-    lines = [
-        f"medcls results (data: {project.params.data.source})",
-        f"  metrics      {_relative(project, project.metrics)}  {_metrics_line(project)}  (dvc metrics show)",
-        f"  plots        {_relative(project, project.plots)}/  (dvc plots show, then open dvc_plots/index.html)",
-        f"  validation   {_relative(project, project.validation / 'report.md')}",
-        f"  production   {name} v{production.version if production else '- (none yet)'}  (medcls models)",
-        f"  predictions  {_predictions_line(project)}",
-        f"  MLflow UI    make ui, then http://127.0.0.1:5000 (store: {os.environ.get('MLFLOW_TRACKING_URI')})",
-        "  Prefect UI   .venv/bin/prefect server start, then http://127.0.0.1:4200 (flow runs)",
+    outputs = ScoringOutputs(paths.outputs)
+    store = os.environ.get("MLFLOW_TRACKING_URI")
+    return [
+        SummaryLine("metrics", _relative(paths, paths.metrics), f"{_metrics(paths.metrics)}  (dvc metrics show)"),
+        SummaryLine("plots", f"{_relative(paths, paths.plots)}/", "dvc plots show, then open dvc_plots/index.html"),
+        SummaryLine("validation", _relative(paths, ValidationReports(paths.validation).report), ""),
+        SummaryLine("production", f"{name} v{production.version if production else '- (none yet)'}", "medcls models"),
+        SummaryLine("predictions", _relative(paths, outputs.predictions), _predictions(paths, outputs)),
+        SummaryLine("MLflow UI", "make ui, then http://127.0.0.1:5000", f"store: {store}"),
+        SummaryLine("Prefect UI", "make prefect-ui, then http://127.0.0.1:4200", "flow runs and deployments"),
     ]
-    return "\n".join(lines)
 
 
-def _metrics_line(project: Project) -> str:
-    if not project.metrics.exists():
-        return "(not computed yet: dvc repro)"
-    test = read_json(project.metrics)["test"]
+def _metrics(path: Path) -> str:
+    if not path.exists():
+        return "not computed yet: dvc repro"
+    test = read_json(path)["test"]
     return f"test AUC {test['auc']:.4f}, ACC {test['acc']:.4f}"
 
 
-def _predictions_line(project: Project) -> str:
-    predictions = project.outputs / "predictions.csv"
-    if not predictions.exists():
-        return "(none yet: medcls score)"
-    rows = pd.read_csv(predictions, usecols=["decision"])
-    to_review = int((rows["decision"] == "review").sum())
-    queue = _relative(project, project.outputs / "review_queue.csv")
-    return f"{_relative(project, predictions)} ({len(rows)} rows); {to_review} to review in {queue}"
+def _predictions(paths: ProjectPaths, outputs: ScoringOutputs) -> str:
+    predictions = read_predictions(outputs.predictions)
+    if predictions.empty:
+        return "none yet: medcls score"
+    to_review = int((predictions["decision"] == "review").sum())
+    return f"{len(predictions)} rows; {to_review} to review in {_relative(paths, outputs.review_queue)}"
 
 
-def _relative(project: Project, path) -> str:
-    return str(path.relative_to(project.root)) if path.is_relative_to(project.root) else str(path)
+def _relative(paths: ProjectPaths, path: Path) -> str:
+    return str(path.relative_to(paths.root)) if path.is_relative_to(paths.root) else str(path)

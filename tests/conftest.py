@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from medcls.runtime import QUIET_ENVIRONMENT
-from tests.support import tiny_params, write_params
+from tests.helpers import tiny_params, write_params
 
 _session_dir = Path(tempfile.mkdtemp(prefix="medcls-tests-"))
 

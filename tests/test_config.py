@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import yaml
 
 from medcls.config import Params, load_params, parse_source
 from medcls.errors import ConfigError
-from tests.support import REPO, tiny_params, write_params
+from tests.helpers import REPO, tiny_params, write_params
 
 
 def test_shipped_params_file_equals_the_typed_defaults():
@@ -66,31 +64,3 @@ def test_unreadable_params_files(tmp_path: Path):
     (tmp_path / "list.yaml").write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_params(tmp_path / "list.yaml")
-
-
-@pytest.mark.parametrize(
-    ("sections", "command", "message"),
-    [
-        ({"data": {"source": "dropbox:x"}}, "ingest", "unknown source scheme 'dropbox'"),
-        ({"data": {"source": "folder:no/such/folder"}}, "ingest", "no/such/folder does not exist"),
-        ({"train": {"epochs": -3}}, "train", "train.epochs: Input should be greater than 0 (got -3)"),
-    ],
-)
-def test_cli_reports_bad_params_in_one_line(tmp_path: Path, sections: dict, command: str, message: str):
-    path = write_params(tmp_path, tiny_params(**sections), complete=False)
-    done = subprocess.run(
-        [sys.executable, "-m", "medcls", "--params", str(path), command], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 1
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("medcls: error: ")
-    assert message in lines[0]
-
-
-@pytest.mark.parametrize("preset", sorted((REPO / "presets").glob("*.yaml")), ids=lambda path: path.stem)
-def test_presets_are_complete_params_files(preset):
-    """`cp presets/<data>.yaml params.yaml` must give DVC every section and key it tracks."""
-    text = yaml.safe_load(preset.read_text())
-    params = load_params(preset)
-    assert text == params.model_dump(by_alias=True, mode="json")

@@ -16,7 +16,7 @@ import yaml
 from flows.scoring import batch_scoring
 from medcls import pipeline
 from medcls.registry import production_version
-from tests.support import REPO, tiny_params, write_params
+from tests.helpers import REPO, tiny_params, write_params
 
 STAGES = ("ingest", "validate", "preprocess", "train", "evaluate", "register")
 
@@ -57,9 +57,10 @@ def test_dvc_repro_experiment_and_scoring_flow_from_a_fresh_copy(tmp_path: Path,
     project = pipeline.open_project(project_dir / "params.yaml")
     lock = yaml.safe_load((project_dir / "dvc.lock").read_text())
     raw_hash = next(out["md5"] for out in lock["stages"]["ingest"]["outs"] if out["path"] == "data/raw")
-    runs = mlflow.search_runs(experiment_names=["tests"], filter_string=f"tags.data_version = '{raw_hash}'")
-    assert len(runs) == 1
-    assert production_version(project.params.registry.model_name) is not None
+    run_id = yaml.safe_load((project_dir / "models" / "training.json").read_text())["run_id"]
+    assert mlflow.get_run(run_id).data.tags["data_version"] == raw_hash
+    production = production_version(project.params.registry.model_name)
+    assert production is not None and production.run_id == run_id
 
     second = _run(["dvc", "repro"], project_dir)
     assert all(f"Stage '{stage}' didn't change, skipping" in second for stage in STAGES)

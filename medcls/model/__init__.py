@@ -1,0 +1,1 @@
+"""The classifier: network, training input, calibration, training and evaluation."""

@@ -1,0 +1,137 @@
+"""Evaluate stage: metrics on the validation and test splits, plots, all logged to the training run.
+
+`auc` is the macro one-vs-rest ROC AUC and `acc` the top-1 accuracy, computed as MedMNIST does
+(for two classes the macro AUC equals the positive class's AUC), so the figures compare with
+the MedMNIST v2 benchmark.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medcls.catalog import Plots
+from medcls.config import EvaluateConfig
+from medcls.data.preprocess import load_split
+from medcls.model.calibration import expected_calibration_error, predict_logits
+from medcls.model.plots import save_confusion_matrix, save_reliability_diagram, save_roc_curves, save_training_curves
+from medcls.model.record import load_trained_model, load_training
+from medcls.support.files import write_json, write_table
+
+EVALUATED_SPLITS = ("val", "test")
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    metrics_path: Path
+    plots_dir: Path
+    metrics: dict
+
+
+def evaluate_model(
+    cfg: EvaluateConfig, model_dir: Path, processed_dir: Path, metrics_path: Path, plots_dir: Path, history_path: Path
+) -> EvaluationResult:
+    """Predict val and test, write `metrics.json` and the plots, log both to the MLflow run."""
+    from scipy.special import softmax
+
+    training = load_training(model_dir)
+    class_names = training["class_names"]
+    model = load_trained_model(model_dir)
+    temperature = training["temperature"]
+    metrics, outcomes = {}, {}
+    for split in EVALUATED_SPLITS:
+        x, y, _ = load_split(processed_dir, split)
+        logits = predict_logits(model, x)
+        probabilities = softmax(logits / temperature, axis=1)  # what the saved model outputs
+        metrics[split] = classification_metrics(y, probabilities, class_names, cfg.calibration_bins)
+        # Before temperature scaling, to show what calibration bought (the class never changes).
+        metrics[split]["ece_uncalibrated"] = expected_calibration_error(
+            y, softmax(logits, axis=1), cfg.calibration_bins
+        )
+        metrics[split]["temperature"] = temperature
+        outcomes[split] = (y, probabilities, softmax(logits, axis=1))
+    write_json(metrics_path, metrics)
+    _write_plots(plots_dir, *outcomes["test"], class_names, cfg.calibration_bins, history_path)
+    _log_to_run(training["run_id"], metrics, metrics_path, plots_dir)
+    return EvaluationResult(metrics_path, plots_dir, metrics)
+
+
+def classification_metrics(y: np.ndarray, probabilities: np.ndarray, class_names: list[str], bins: int) -> dict:
+    """AUC, ACC (MedMNIST definitions), balanced accuracy, ECE and per-class figures."""
+    from sklearn.metrics import confusion_matrix, roc_auc_score
+
+    predicted = probabilities.argmax(axis=1)
+    matrix = confusion_matrix(y, predicted, labels=range(len(class_names)))
+    per_class = {}
+    for index, name in enumerate(class_names):
+        positives = y == index
+        true_positive = matrix[index, index]
+        false_positive = matrix[:, index].sum() - true_positive
+        negatives = (~positives).sum()
+        per_class[name] = {
+            "auc": float(roc_auc_score(positives, probabilities[:, index])) if 0 < positives.sum() < len(y) else None,
+            "sensitivity": float(true_positive / positives.sum()) if positives.any() else None,
+            "specificity": float((negatives - false_positive) / negatives) if negatives else None,
+            "support": int(positives.sum()),
+        }
+    sensitivities = [c["sensitivity"] for c in per_class.values() if c["sensitivity"] is not None]
+    aucs = [c["auc"] for c in per_class.values() if c["auc"] is not None]
+    return {
+        "auc": float(np.mean(aucs)) if aucs else None,
+        "acc": float((predicted == y).mean()),
+        "balanced_accuracy": float(np.mean(sensitivities)),
+        "ece": expected_calibration_error(y, probabilities, bins),
+        "n": len(y),
+        "per_class": per_class,
+    }
+
+
+def flat_metrics(metrics: dict) -> dict[str, float]:
+    """`{"test": {"auc": .9}}` -> `{"test_auc": .9}`, per-class ones as `test_sensitivity_<class>`."""
+    flat = {}
+    for split, values in metrics.items():
+        for key, value in values.items():
+            if key == "per_class":
+                for name, figures in value.items():
+                    safe = re.sub(r"[^\w\-. /]", "_", name)  # characters MLflow accepts in keys
+                    flat.update(
+                        {f"{split}_{k}_{safe}": v for k, v in figures.items() if k != "support" and v is not None}
+                    )
+            elif value is not None:
+                flat[f"{split}_{key}"] = value
+    return flat
+
+
+def _write_plots(
+    plots_dir: Path,
+    y: np.ndarray,
+    probabilities: np.ndarray,
+    uncalibrated: np.ndarray,
+    class_names: list[str],
+    bins: int,
+    history_path: Path,
+) -> None:
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    plots = Plots(plots_dir)
+    names = np.array(class_names)
+    # For `dvc plots`: one row per test image, rendered by DVC's confusion template.
+    write_table(plots.confusion_table, pd.DataFrame({"actual": names[y], "predicted": names[probabilities.argmax(1)]}))
+    save_confusion_matrix(plots.confusion_matrix, y, probabilities.argmax(1), class_names)
+    save_roc_curves(plots.roc_curves, y, probabilities, class_names)
+    curves = {"temperature-scaled": probabilities, "before scaling": uncalibrated}
+    save_reliability_diagram(plots.reliability, y, curves, bins)
+    if history_path.exists():
+        save_training_curves(plots.training_curves, pd.read_csv(history_path))
+
+
+def _log_to_run(run_id: str, metrics: dict, metrics_path: Path, plots_dir: Path) -> None:
+    import mlflow
+
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(flat_metrics(metrics))
+        mlflow.log_artifact(str(metrics_path))
+        mlflow.log_artifacts(str(plots_dir), artifact_path="plots")

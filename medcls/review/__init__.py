@@ -1,0 +1,18 @@
+"""The review round trip: the queue goes out to doctors (CSV, Label Studio), their labels come
+back into the labelled pool, and the label audit adds training images that look mislabelled."""
+
+from medcls.review.audit import AuditResult, audit_labels, audit_queue, find_label_errors
+from medcls.review.pool import ImportResult, ensure_pool, import_review_file
+from medcls.review.queue import publish_review_queue, review_queue
+
+__all__ = [
+    "AuditResult",
+    "ImportResult",
+    "audit_labels",
+    "audit_queue",
+    "ensure_pool",
+    "find_label_errors",
+    "import_review_file",
+    "publish_review_queue",
+    "review_queue",
+]
