@@ -91,7 +91,7 @@ def _store_images(source: Source, raw: RawData, class_names: list[str] | None) -
     rows: list[dict] = []
     rejected: list[Rejected] = []
     store = partial(_run_and_store, raw=raw, class_names=class_names)
-    for results in ordered_map(store, track(source.tasks, "ingest", source.size, unit="files")):
+    for results in track(ordered_map(store, source.tasks), "ingest", source.size, unit="files"):
         for result in results:
             (rejected if isinstance(result, Rejected) else rows).append(result)
     return rows, rejected

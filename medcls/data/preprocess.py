@@ -8,7 +8,6 @@ Scaling to [0, 1] and standardisation happen inside the model.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -47,8 +46,7 @@ def preprocess_data(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path) -> Prep
         processed = ProcessedData(staging)
         for split in SPLITS:
             rows = manifest[manifest["split"] == split]
-            files = track((raw.image(file) for file in rows["file"]), f"preprocess {split}", total=len(rows))
-            images = prepare_files(files, resolved)
+            images = prepare_files([raw.image(file) for file in rows["file"]], resolved, f"preprocess {split}")
             labels = rows["label"].map(class_index).to_numpy(np.int32)
             np.savez(processed.split(split), x=images, y=labels, image_id=rows["image_id"].to_numpy(str))
             counts[split] = len(rows)
@@ -63,9 +61,10 @@ def resolve_channels(cfg: PreprocessConfig, channels: object) -> PreprocessConfi
     return cfg.model_copy(update={"channels": 3 if 3 in set(channels) else 1})
 
 
-def prepare_files(paths: Iterable[Path], cfg: PreprocessConfig) -> np.ndarray:
-    """Read and prepare stored image files on all cores."""
-    images = list(ordered_map(partial(prepare_file, cfg=cfg), paths, cfg.workers))
+def prepare_files(paths: list[Path], cfg: PreprocessConfig, description: str = "preprocess") -> np.ndarray:
+    """Read and prepare stored image files on all cores (`description` names it in progress reports)."""
+    prepared = ordered_map(partial(prepare_file, cfg=cfg), paths, cfg.workers)
+    images = list(track(prepared, description, total=len(paths)))
     channels = int(cfg.channels)
     return np.stack(images) if images else np.zeros((0, cfg.image_size, cfg.image_size, channels), np.uint8)
 
