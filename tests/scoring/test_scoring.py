@@ -122,7 +122,6 @@ def test_review_rows_get_uncertainty_and_a_heat_map(trained_project, production,
     assert queue["margin"].is_monotonic_increasing and (queue["reason"] == "uncertain").all()
     probabilities = queue[[f"prob_{name}" for name in production.class_names]].to_numpy()
     np.testing.assert_allclose(queue["entropy"], entropy(probabilities), rtol=1e-6)
-    assert ((queue["entropy"] >= 0) & (queue["entropy"] <= 1)).all()
     for heatmap in queue["heatmap"]:
         overlay = cv2.imread(str(out / heatmap))
         assert overlay is not None and overlay.shape == (224, 224, 3)  # enlarged for a person to read
