@@ -92,6 +92,8 @@ class DataConfig(_Section):
     # given: keep the source's split (a missing val split is carved out of train by patient);
     # patient: ignore it and split everything by patient (removes leakage, loses comparability).
     split: Literal["given", "patient"] = "given"
+    # Shares of the patients in val and test; a patient's split is fixed by its salted id and these
+    # (medcls.data.splits), so new data never moves an old patient.
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     min_image_size: int = Field(8, ge=1)  # pixels per side; smaller images are quarantined

@@ -67,7 +67,7 @@ def ingest_data(
             raise DataError(f"{cfg.source}: no usable images ({len(rejected)} files rejected)")
         manifest, duplicates, conflicts = _resolve_duplicates(pd.DataFrame(rows), raw)
         quarantine = pd.DataFrame([asdict(r) for r in rejected] + conflicts, columns=QUARANTINE_COLUMNS)
-        manifest["split"] = _assign_splits(manifest, cfg, seed)
+        manifest["split"] = _assign_splits(manifest, cfg)
         manifest = manifest.drop(columns="given_split")
         class_names = tuple(cfg.class_names or _ordered_labels(set(source.labels) | set(manifest["label"])))
         write_table(raw.manifest, manifest)
@@ -194,21 +194,22 @@ def _apply_label_precedence(manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.Da
     return manifest[~overridden], relabelled
 
 
-def _assign_splits(manifest: pd.DataFrame, cfg: DataConfig, seed: int) -> pd.Series:
+def _assign_splits(manifest: pd.DataFrame, cfg: DataConfig) -> pd.Series:
     """Keep the source's splits; carve `val` out of `train` by patient when the source has none;
-    split everything by patient when the source gives no split at all."""
+    split everything by patient when the source gives no split at all. A patient's split never
+    depends on the other patients (medcls.data.splits)."""
     from_pool = manifest["origin"].str.startswith((REVIEWED_ORIGIN, AUTO_ORIGIN))
     given = manifest["given_split"]
     if cfg.split == "patient" or given[~from_pool].isna().all():
         fractions = {"test": cfg.test_fraction, "val": cfg.val_fraction}
-        return split_by_patient(manifest["label"], manifest["patient_id"], fractions, seed)
+        return split_by_patient(manifest["patient_id"], fractions)
     given = given.where(given.notna() | ~from_pool, "train")  # reviewed images join train
     if given.isna().any():
         raise DataError(f"{cfg.source}: some images have a split and others none")
     if (given == "val").any():
         return given
     train = given == "train"
-    carved = split_by_patient(manifest["label"][train], manifest["patient_id"][train], {"val": cfg.val_fraction}, seed)
+    carved = split_by_patient(manifest["patient_id"][train], {"val": cfg.val_fraction})
     return carved.combine_first(given).rename("split")
 
 

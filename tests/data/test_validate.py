@@ -19,7 +19,7 @@ from medcls.support.files import read_json, write_table
 @pytest.fixture(scope="module")
 def raw_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("validate")
-    config = DataConfig(synthetic=SyntheticConfig(patients=80, images_per_patient=(1, 3), image_size=32))
+    config = DataConfig(synthetic=SyntheticConfig(patients=120, images_per_patient=(1, 3), image_size=32))
     return ingest_data(config, root / "raw", seed=2, base_dir=root).raw_dir
 
 

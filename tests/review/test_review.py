@@ -42,7 +42,7 @@ def test_reviewed_labels_join_training_and_a_doctor_overrides_the_source(project
     # a reviewed image is a patient of its own.
     data = project.params.data
     fractions = {"test": data.test_fraction, "val": data.val_fraction}
-    by_patient = split_by_patient(after["label"], after["patient_id"], fractions, project.params.seed)
+    by_patient = split_by_patient(after["patient_id"], fractions)
     assert after["split"].tolist() == by_patient.tolist()
     assert (after["patient_id"] == from_pool.loc[first, "patient_id"]).sum() == 1
     assert (after["image_id"] == first).sum() == 1  # the source's differing label gave way
