@@ -23,3 +23,11 @@ class RegistryError(MedclsError):
 
 class ScoringBusy(MedclsError):
     """Another scoring run holds the output folder's lock."""
+
+
+class StageFailed(MedclsError):
+    """A pipeline stage run through DVC failed, or DVC cannot run it."""
+
+
+class PipelineBusy(MedclsError):
+    """Another DVC command or training run holds the project's lock."""

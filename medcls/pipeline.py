@@ -71,7 +71,7 @@ def preprocess(project: Project) -> PreprocessResult:
 
 def train(project: Project) -> TrainResult:
     from medcls.model.train import train_model
-    from medcls.support.lineage import data_version
+    from medcls.support.versioning import data_version
 
     paths = project.paths
     return train_model(
@@ -99,6 +99,39 @@ def register(project: Project) -> RegistrationResult:
 
     paths = project.paths
     return register_model(project.params.registry, paths.models, paths.metrics, paths.registration)
+
+
+def stages(project: Project) -> list[str]:
+    """The stages of dvc.yaml, in the order they run."""
+    from medcls.support.versioning import pipeline_stages
+
+    return pipeline_stages(project.paths.root)
+
+
+def reproduce(project: Project, stage: str) -> bool:
+    """Reproduce one dvc.yaml stage through DVC (skipped when nothing it depends on changed);
+    True if it ran. dvc.lock and the DVC cache are updated as by `dvc repro`."""
+    from medcls.support.versioning import reproduce_stage
+
+    return reproduce_stage(project.paths.root, stage)
+
+
+def push(project: Project) -> str | None:
+    """Push data, models and reports to the default DVC remote; its name, or None without one."""
+    from medcls.support.versioning import push as push_outputs
+
+    return push_outputs(project.paths.root)
+
+
+def outcome(project: Project) -> dict:
+    """What the training pipeline left: the metrics and the registry's decision."""
+    from medcls.support.files import read_json
+
+    paths = project.paths
+    return {
+        "metrics": read_json(paths.metrics) if paths.metrics.exists() else None,
+        "registration": read_json(paths.registration) if paths.registration.exists() else None,
+    }
 
 
 def score(

@@ -12,7 +12,7 @@ from medcls.model.evaluate import classification_metrics
 from medcls.model.network import logits_model
 from medcls.model.record import load_trained_model, load_training
 from medcls.support.files import read_json
-from medcls.support.lineage import data_version
+from medcls.support.versioning import data_version
 
 
 def test_training_run_records_params_curves_data_version_and_model(trained_project):
