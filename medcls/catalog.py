@@ -116,6 +116,7 @@ class ProjectPaths:
         return cls(root, root / inbox, root / outputs)
 
     params = property(lambda self: self.root / PARAMS_FILE)
+    dvc_lock = property(lambda self: self.root / "dvc.lock")  # what `dvc repro` last built, by hash
     presets = property(lambda self: self.root / PRESETS_DIR)
     raw = property(lambda self: self.root / "data" / "raw")
     reviewed = property(lambda self: self.root / "data" / "reviewed")

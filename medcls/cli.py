@@ -119,7 +119,8 @@ def register(context: typer.Context) -> None:
     from medcls import pipeline
 
     r = pipeline.register(_project(context))
-    _say(f"registered {r.model_name} v{r.version}: {r.reason}; production is v{r.production_version}")
+    serving = f"production is v{r.production_version}" if r.production_version else "no version is in production"
+    _say(f"registered {r.model_name} v{r.version}: {r.reason}; {serving}")
 
 
 @app.command()
@@ -172,6 +173,20 @@ def rollback(
 
     project = _project(context)
     _say(f"{project.params.registry.model_name}: production rolled back to v{pipeline.rollback(project, reason)}")
+
+
+@app.command()
+def checkout(context: typer.Context, version: str) -> None:
+    """Bring back a registered version's data and model (from the DVC cache or remote)."""
+    from medcls import pipeline
+
+    project = _project(context)
+    r = pipeline.checkout(project, version)
+    restored = ", ".join(f"{output} ({digest})" for output, digest in r.restored.items())
+    _say(
+        f"{project.params.registry.model_name} v{r.version}: restored {restored}; dvc.lock is now the one it was "
+        f"built from (`dvc status` shows how the workspace differs from params.yaml and the code)"
+    )
 
 
 @app.command()

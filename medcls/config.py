@@ -208,11 +208,14 @@ class EvaluateConfig(_Section):
 
 class RegistryConfig(_Section):
     model_name: str = Field("medcls", min_length=1)
-    # A candidate replaces production only if its validation AUC is higher by more than this...
+    # A candidate replaces production only if, on the candidate's validation images (production
+    # is scored on them too), its AUC is higher by more than this...
     min_auc_improvement: float = Field(0.0, ge=0.0)
-    # ...and no class's validation sensitivity (recall) is below this: a model that misses one
-    # finding is not promoted however good its AUC.
-    min_class_sensitivity: Fraction = 0.0
+    # ...no class's sensitivity (recall) is below this floor: a model that misses most of one
+    # finding is never promoted, however good its AUC, not even as the first version...
+    min_class_sensitivity: Fraction = 0.5
+    # ...and no class's sensitivity falls more than this below production's.
+    max_sensitivity_drop: Fraction = 0.05
 
 
 class ScoreConfig(_Section):

@@ -31,3 +31,7 @@ class StageFailed(MedclsError):
 
 class PipelineBusy(MedclsError):
     """Another DVC command or training run holds the project's lock."""
+
+
+class RegistryBusy(MedclsError):
+    """Another registration or promotion of the same model held the registry lock too long."""

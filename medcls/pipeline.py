@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from medcls.data.validate import ValidationReport
     from medcls.model.evaluate import EvaluationResult
     from medcls.model.train import TrainResult
-    from medcls.registry import RegistrationResult, VersionSummary
+    from medcls.registry import CheckoutResult, RegistrationResult, VersionSummary
     from medcls.review import AuditResult, ImportResult
     from medcls.scoring import ChunkMapper, ScoreResult
     from medcls.summary import SummaryLine
@@ -71,7 +71,6 @@ def preprocess(project: Project) -> PreprocessResult:
 
 def train(project: Project) -> TrainResult:
     from medcls.model.train import train_model
-    from medcls.support.versioning import data_version
 
     paths = project.paths
     return train_model(
@@ -81,7 +80,7 @@ def train(project: Project) -> TrainResult:
         paths.history,
         seed=project.params.seed,
         run_params=project.params.flat(),
-        data_version=data_version(paths.raw),
+        data_versions={"data/raw": paths.raw, "data/processed": paths.processed},
     )
 
 
@@ -98,7 +97,15 @@ def register(project: Project) -> RegistrationResult:
     from medcls.registry import register_model
 
     paths = project.paths
-    return register_model(project.params.registry, paths.models, paths.metrics, paths.registration)
+    return register_model(
+        project.params.registry,
+        paths.models,
+        paths.metrics,
+        paths.registration,
+        processed_dir=paths.processed,
+        raw_dir=paths.raw,
+        lock_file=paths.dvc_lock,
+    )
 
 
 def stages(project: Project) -> list[str]:
@@ -187,6 +194,14 @@ def rollback(project: Project, reason: str) -> str:
     from medcls.registry import rollback as rollback_version
 
     return rollback_version(project.params.registry.model_name, reason)
+
+
+def checkout(project: Project, version: str) -> CheckoutResult:
+    """Bring back a registered version's data/raw, data/processed and models from the DVC cache
+    or remote, and its dvc.lock."""
+    from medcls.registry import checkout_version
+
+    return checkout_version(project.params.registry.model_name, version, project.paths.root)
 
 
 def models(project: Project) -> list[VersionSummary]:

@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,8 +33,10 @@ from medcls.model.network import (
 from medcls.runtime import configure_accelerator
 from medcls.support.files import staged_dir, write_json, write_table
 from medcls.support.tracking import ensure_experiment
+from medcls.support.versioning import data_version
 
 LOGGED_MODEL_NAME = "model"  # the model's name inside its MLflow run
+RAW_DATA = "data/raw"  # the data version a run is tagged with (`data_version`), as in dvc.lock
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class TrainResult:
     images_per_second: float
     device: str
     temperature: float
+    data_versions: dict[str, str]  # DVC hash of each data folder it was trained from (data/raw, data/processed)
 
 
 def train_model(
@@ -57,9 +61,11 @@ def train_model(
     *,
     seed: int,
     run_params: dict[str, object],
-    data_version: str,
+    data_versions: dict[str, Path],
 ) -> TrainResult:
-    """Train, log the run and the model to MLflow, save the model; `run_params` are logged as is."""
+    """Train, log the run and the model to MLflow, save the model; `run_params` are logged as is.
+    `data_versions` names the data folders it comes from: each becomes a dataset input of the run
+    whose digest is the folder's DVC hash, as dvc.lock records it."""
     import mlflow
 
     accelerator = configure_accelerator(seed)
@@ -72,8 +78,9 @@ def train_model(
     mlflow.set_experiment(experiment_id=ensure_experiment(cfg.experiment))
     with mlflow.start_run(run_name=run_name(cfg, contract, run_params)) as run:
         mlflow.log_params(run_params)
+        hashes = _log_data_versions(data_versions)
         mlflow.set_tags(
-            {"data_version": data_version, "device": accelerator.device, "precision": accelerator.precision}
+            {"data_version": hashes[RAW_DATA], "device": accelerator.device, "precision": accelerator.precision}
             | _code_version()
         )
         started = time.perf_counter()
@@ -92,7 +99,7 @@ def train_model(
                 "forward_mflops_per_image": forward_flops(model) / 1e6,
             }
         )
-        model_uri = _log_model(model, x_val[:2], {**contract, "temperature": temperature}, data_version)
+        model_uri = _log_model(model, x_val[:2], {**contract, "temperature": temperature, "data_versions": hashes})
     result = TrainResult(
         model_dir,
         run.info.run_id,
@@ -103,6 +110,7 @@ def train_model(
         throughput,
         accelerator.device,
         temperature,
+        hashes,
     )
     with staged_dir(model_dir) as staging:
         model.save(ModelFiles(staging).model)
@@ -179,7 +187,23 @@ def _fit(model, cfg: TrainConfig, train: tuple, val: tuple, n_classes: int, seed
     return values, int(np.argmax(values["val_auc"]))
 
 
-def _log_model(model, example: np.ndarray, contract: dict, data_version: str) -> str:
+def _log_data_versions(folders: dict[str, Path]) -> dict[str, str]:
+    """Each data folder as a dataset input of the run (the UI's Datasets column), its digest the
+    folder's DVC hash; returns {name: hash}."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    hashes = {name: data_version(folder) for name, folder in folders.items()}
+    for name, folder in folders.items():
+        with warnings.catch_warnings():  # MLflow 3.17 registers its local-file source twice and says so
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(folder.resolve().as_uri())
+        mlflow.log_input(MetaDataset(source, name=name, digest=hashes[name]), context="training")
+    return hashes
+
+
+def _log_model(model, example: np.ndarray, contract: dict) -> str:
     """Log the Keras model with its signature and input contract; returns its `models:/` URI."""
     import mlflow
     from mlflow.models import infer_signature
@@ -190,7 +214,7 @@ def _log_model(model, example: np.ndarray, contract: dict, data_version: str) ->
         model,
         name=LOGGED_MODEL_NAME,
         signature=signature,
-        metadata={**contract, "data_version": data_version, "input": "float32 0-255, N x S x S x C"},
+        metadata={**contract, "input": "float32 0-255, N x S x S x C"},
     )
     return info.model_uri
 

@@ -1,35 +1,34 @@
 """The promotion gate: whether a candidate may replace the model in production, and why.
 
-Pure decisions on figures, so they can be tested without a registry; `versions` applies them.
+Both models are measured on the same images (the candidate's validation split, production's
+figures computed there by `comparison`), so the decision compares like with like. Pure decisions
+on figures: testable without a registry; `versions` applies them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from medcls.config import RegistryConfig
+
 
 @dataclass(frozen=True)
-class Contender:
-    """What the promotion gate compares: a version's validation AUC and per-class sensitivity,
-    and the classes it predicts."""
+class Figures:
+    """A version's validation figures on a given set of images, and the classes it predicts."""
 
     version: str
-    val_auc: float | None
+    auc: float | None
     class_names: list[str] | None
-    val_sensitivity: dict[str, float | None] = field(default_factory=dict)
+    sensitivity: dict[str, float | None] = field(default_factory=dict)
+    images: int = 0
 
 
-def promotion_decision(
-    candidate: Contender, production: Contender | None, margin: float, min_sensitivity: float = 0.0
-) -> tuple[bool, str]:
-    """The gate: a candidate replaces production only if every class reaches `min_sensitivity` on
-    validation, and it solves the same task (same classes) and beats production's validation AUC
-    by more than `margin`. The reason names every check that failed, or the one that decided."""
-    weak = {name: value for name, value in candidate.val_sensitivity.items() if (value or 0.0) < min_sensitivity}
-    blockers = []
-    if weak:
-        listed = ", ".join(f"{name} {value or 0.0:.3f}" for name, value in weak.items())
-        blockers.append(f"val sensitivity below {min_sensitivity} for {listed}")
+def promotion_decision(candidate: Figures, production: Figures | None, cfg: RegistryConfig) -> tuple[bool, str]:
+    """A candidate replaces production only if it solves the same task (same classes), its
+    validation AUC beats production's by more than `min_auc_improvement`, no class's sensitivity
+    is below `min_class_sensitivity`, and none falls more than `max_sensitivity_drop` below
+    production's. The reason names every check that failed, or what decided."""
+    blockers = _below_floor(candidate, cfg.min_class_sensitivity)
     if production is None:
         return _decision(blockers, "first version")
     if production.class_names is not None and candidate.class_names != production.class_names:
@@ -38,17 +37,42 @@ def promotion_decision(
             "(another task: promote it by hand, or use another registry.model_name)"
         )
         return _decision(blockers, "")
-    if production.val_auc is None:
-        return _decision(blockers, f"v{production.version} in production has no recorded val AUC")
-    beats = candidate.val_auc > production.val_auc + margin
+    blockers += _dropped(candidate, production, cfg.max_sensitivity_drop)
+    beats = (candidate.auc or 0.0) > (production.auc or 0.0) + cfg.min_auc_improvement
     comparison = (
-        f"val AUC {candidate.val_auc:.4f} {'beats' if beats else 'does not beat'} "
-        f"v{production.version}'s {production.val_auc:.4f} by more than {margin}"
+        f"val AUC {_figure(candidate.auc)} {'beats' if beats else 'does not beat'} v{production.version}'s "
+        f"{_figure(production.auc)} on the same {production.images} images by more than {cfg.min_auc_improvement}"
     )
     return _decision(blockers if beats else [comparison, *blockers], comparison)
+
+
+def _below_floor(candidate: Figures, floor: float) -> list[str]:
+    weak = {name: value for name, value in candidate.sensitivity.items() if (value or 0.0) < floor}
+    if not weak:
+        return []
+    listed = ", ".join(f"{name} {value or 0.0:.3f}" for name, value in weak.items())
+    return [f"val sensitivity below {floor} for {listed}"]
+
+
+def _dropped(candidate: Figures, production: Figures, tolerance: float) -> list[str]:
+    drops = {
+        name: (before, candidate.sensitivity.get(name) or 0.0)
+        for name, before in production.sensitivity.items()
+        if before is not None and (candidate.sensitivity.get(name) or 0.0) < before - tolerance
+    }
+    if not drops:
+        return []
+    listed = ", ".join(
+        f"{name} {after:.3f} (v{production.version}: {before:.3f})" for name, (before, after) in drops.items()
+    )
+    return [f"val sensitivity falls more than {tolerance} below production's for {listed}"]
 
 
 def _decision(blockers: list[str], passed: str) -> tuple[bool, str]:
     if blockers:
         return False, "kept in staging: " + "; ".join(blockers)
     return True, f"promoted: {passed}"
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"

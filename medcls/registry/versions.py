@@ -1,9 +1,11 @@
 """Register stage and production management in the MLflow Model Registry.
 
-Production is the alias `production`. Every move of the alias is pushed onto a history kept as
-a tag of the registered model, so `rollback` returns to the version that served before. The
-(deprecated) registry stage `Production` follows the alias for tools that still load
-`models:/<name>/Production`.
+Production is the alias `production`. Every move of the alias happens under the registry lock
+(`lock`), after re-reading where it points, and is pushed onto a history kept as a tag of the
+registered model, so `rollback` returns to the version that served before and no move is lost to
+a race. The (deprecated) registry stage `Production` follows the alias for tools that still load
+`models:/<name>/Production`. Each version carries its lineage: the data versions it was trained
+on and, when it was built by `dvc repro`, the dvc.lock that restores them (`checkout`).
 """
 
 from __future__ import annotations
@@ -18,12 +20,18 @@ from pathlib import Path
 from medcls.config import RegistryConfig
 from medcls.errors import RegistryError
 from medcls.model.record import load_training
-from medcls.registry.gate import Contender, promotion_decision
+from medcls.registry.comparison import candidate_figures, figures_on_candidate_images
+from medcls.registry.gate import Figures, promotion_decision
+from medcls.registry.lock import registry_lock
+from medcls.registry.models import load_model_version, production_version
 from medcls.support.files import read_json, write_json
+from medcls.support.versioning import locked_hashes
 
-PRODUCTION = "production"
 HISTORY_TAG = "production_history"
 CLASSES_TAG = "class_names"
+LINEAGE_DIR = "lineage"  # in the training run's artifacts: the dvc.lock the version was built from
+RAW = "data/raw"
+_ATTEMPTS = 3  # decisions retaken when production moved under a registration (a remote store)
 
 
 @dataclass(frozen=True)
@@ -32,9 +40,10 @@ class RegistrationResult:
     version: str
     promoted: bool
     reason: str
-    candidate_val_auc: float
-    production_val_auc: float | None  # the version in production before this decision
+    candidate: dict  # the candidate's validation figures
+    production: dict | None  # production's, on the same images (None: there was none)
     production_version: str  # in production after this decision
+    lineage: str  # where the dvc.lock this version was built from is, or why there is none
 
 
 @dataclass(frozen=True)
@@ -47,65 +56,78 @@ class VersionSummary:
     production: bool
 
 
-def register_model(cfg: RegistryConfig, model_dir: Path, metrics_path: Path, out_path: Path) -> RegistrationResult:
-    """Register the trained model; move `production` to it only if it beats production on val AUC."""
-    import mlflow
-
+def register_model(
+    cfg: RegistryConfig,
+    model_dir: Path,
+    metrics_path: Path,
+    out_path: Path,
+    *,
+    processed_dir: Path,
+    raw_dir: Path,
+    lock_file: Path | None = None,
+) -> RegistrationResult:
+    """Register the trained model with its lineage, then, under the registry lock, measure
+    production on the candidate's validation images and move `production` to the candidate only
+    if it passes the gate."""
     training = load_training(model_dir)
     metrics = read_json(metrics_path)
-    tags = {f"{split}_{key}": str(metrics[split][key]) for split in ("val", "test") for key in ("auc", "acc")}
-    tags |= {"data_version": training.get("data_version", ""), CLASSES_TAG: json.dumps(training["class_names"])}
-    version = str(mlflow.register_model(training["model_uri"], cfg.model_name, tags=tags).version)
-    sensitivity = {name: figures["sensitivity"] for name, figures in metrics["val"]["per_class"].items()}
-    candidate = Contender(version, float(metrics["val"]["auc"]), training["class_names"], sensitivity)
-    production = _contender(production_version(cfg.model_name))
-    promoted, reason = promotion_decision(candidate, production, cfg.min_auc_improvement, cfg.min_class_sensitivity)
-    _client().set_model_version_tag(cfg.model_name, version, "promotion_decision", reason)
-    if promoted:
-        _move_production(cfg.model_name, version, reason, _pushed(_history(cfg.model_name), version))
+    version = _new_version(cfg.model_name, training, metrics)
+    lineage = _attach_lineage(cfg.model_name, version, training, lock_file)
+    candidate = candidate_figures(version, training["class_names"], metrics)
+    with registry_lock(cfg.model_name):
+        for _ in range(_ATTEMPTS):
+            current = production_version(cfg.model_name)
+            production = _measured(cfg.model_name, current, processed_dir, raw_dir)
+            promoted, reason = promotion_decision(candidate, production, cfg)
+            if not promoted or _move_if_still(cfg.model_name, current, version, reason):
+                break
+        else:
+            promoted, reason = False, f"kept in staging: production moved {_ATTEMPTS} times while this was decided"
+        _client().set_model_version_tag(cfg.model_name, version, "promotion_decision", reason)
+        _client().set_model_version_tag(
+            cfg.model_name, version, "compared_with", json.dumps(asdict(production)) if production else ""
+        )
     result = RegistrationResult(
         model_name=cfg.model_name,
         version=version,
         promoted=promoted,
         reason=reason,
-        candidate_val_auc=candidate.val_auc,
-        production_val_auc=production and production.val_auc,
-        production_version=version if promoted else production.version,
+        candidate=asdict(candidate),
+        production=asdict(production) if production else None,
+        production_version=version if promoted else (production.version if production else ""),
+        lineage=lineage,
     )
     write_json(out_path, asdict(result))
     return result
-
-
-def production_version(model_name: str):
-    """The ModelVersion behind `@production`, or None if the model or the alias does not exist."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return _client().get_model_version_by_alias(model_name, PRODUCTION)
-    except MlflowException:
-        return None
 
 
 def promote(model_name: str, version: str, reason: str) -> str:
     """Move production to `version` by hand; returns the version that was in production."""
     from mlflow.exceptions import MlflowException
 
-    previous = production_version(model_name)
     try:
         _client().get_model_version(model_name, version)
     except MlflowException:
         raise RegistryError(f"model '{model_name}' has no version {version}") from None
-    _move_production(model_name, version, reason, _pushed(_history(model_name), version))
+    with registry_lock(model_name):
+        previous = production_version(model_name)
+        _move_production(model_name, version, reason, _pushed(_history(model_name), version))
     return str(previous.version) if previous else ""
 
 
 def rollback(model_name: str, reason: str) -> str:
     """Move production back to the version that served before the current one; returns it."""
-    history = _history(model_name)
-    if len(history) < 2:
-        raise RegistryError(f"model '{model_name}' has no earlier production version to roll back to")
-    _move_production(model_name, history[-2], reason, history[:-1])
+    with registry_lock(model_name):
+        history = _history(model_name)
+        if len(history) < 2:
+            raise RegistryError(f"model '{model_name}' has no earlier production version to roll back to")
+        _move_production(model_name, history[-2], reason, history[:-1])
     return history[-2]
+
+
+def production_history(model_name: str) -> list[str]:
+    """The versions that were put in production, in order; the last one serves now."""
+    return _history(model_name)
 
 
 def list_versions(model_name: str) -> list[VersionSummary]:
@@ -125,8 +147,49 @@ def list_versions(model_name: str) -> list[VersionSummary]:
     ]
 
 
+def _new_version(model_name: str, training: dict, metrics: dict) -> str:
+    import mlflow
+
+    tags = {f"{split}_{key}": str(metrics[split][key]) for split in ("val", "test") for key in ("auc", "acc")}
+    tags |= {CLASSES_TAG: json.dumps(training["class_names"]), "data_version": training["data_versions"][RAW]}
+    return str(mlflow.register_model(training["model_uri"], model_name, tags=tags).version)
+
+
+def _attach_lineage(model_name: str, version: str, training: dict, lock_file: Path | None) -> str:
+    """Log the dvc.lock the model was built from to its run, if it is that lock: one whose
+    data/raw is the data the model was trained on (a model trained outside `dvc repro` has none)."""
+    data = training["data_versions"][RAW]
+    if lock_file is None or not lock_file.is_file():
+        lineage = "none: trained outside a DVC project"
+    elif locked_hashes(lock_file.read_text(encoding="utf-8")).get(RAW) != data:
+        lineage = f"none: {lock_file.name} records another {RAW} than the model was trained on"
+    else:
+        _client().log_artifact(training["run_id"], str(lock_file), LINEAGE_DIR)
+        lineage = f"{LINEAGE_DIR}/{lock_file.name}"
+    _client().set_model_version_tag(model_name, version, "dvc_lock", lineage)
+    return lineage
+
+
+def _measured(model_name: str, current, processed_dir: Path, raw_dir: Path) -> Figures | None:
+    if current is None:
+        return None
+    production = load_model_version(model_name, str(current.version))
+    return figures_on_candidate_images(production, processed_dir, raw_dir)
+
+
+def _move_if_still(model_name: str, expected, version: str, reason: str) -> bool:
+    """Move production to `version` if it is still `expected` (compare and set); False if it moved."""
+    now = production_version(model_name)
+    if (now and str(now.version)) != (expected and str(expected.version)):
+        return False
+    _move_production(model_name, version, reason, _pushed(_history(model_name), version))
+    return True
+
+
 def _move_production(model_name: str, version: str, reason: str, history: list[str]) -> None:
     """Alias, legacy stage, audit tags, then the new history (the alias is what scoring reads)."""
+    from medcls.registry.models import PRODUCTION
+
     client = _client()
     client.set_registered_model_alias(model_name, PRODUCTION, version)
     with warnings.catch_warnings():
@@ -144,17 +207,13 @@ def _pushed(history: list[str], version: str) -> list[str]:
 
 
 def _history(model_name: str) -> list[str]:
-    tags = _client().get_registered_model(model_name).tags
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = _client().get_registered_model(model_name).tags
+    except MlflowException:
+        return []
     return json.loads(tags.get(HISTORY_TAG, "[]"))
-
-
-def _contender(version) -> Contender | None:
-    if version is None:
-        return None
-    classes = version.tags.get(CLASSES_TAG)
-    return Contender(
-        str(version.version), _float(version.tags.get("val_auc")), json.loads(classes) if classes else None
-    )
 
 
 def _float(value: str | None) -> float | None:

@@ -5,8 +5,8 @@ forward pass: triage columns, heat maps) -> store (pending parts, predictions.cs
 lock and the quarantine around them; `run` puts them together.
 """
 
+from medcls.registry.models import RegisteredModel, load_model_version, load_production_model
 from medcls.scoring.lock import scoring_lock
-from medcls.scoring.production import ProductionModel, load_model_version, load_production_model
 from medcls.scoring.run import ChunkMapper, ChunkResult, ChunkScorer, ScoreResult, score_chunk, score_inbox
 from medcls.scoring.store import read_predictions
 from medcls.scoring.triage import entropy
@@ -15,7 +15,7 @@ __all__ = [
     "ChunkMapper",
     "ChunkResult",
     "ChunkScorer",
-    "ProductionModel",
+    "RegisteredModel",
     "ScoreResult",
     "entropy",
     "load_model_version",

@@ -12,13 +12,13 @@ import pandas as pd
 
 from medcls.config import ScoreConfig
 from medcls.model.network import logits_kernel, with_features
+from medcls.registry.models import RegisteredModel
 from medcls.scoring.heatmaps import class_activation_maps, save_heatmaps
-from medcls.scoring.production import ProductionModel
 from medcls.scoring.triage import triage
 
 
 def score_batch(
-    images: list[tuple[str, str, np.ndarray]], production: ProductionModel, cfg: ScoreConfig, out_dir: Path
+    images: list[tuple[str, str, np.ndarray]], production: RegisteredModel, cfg: ScoreConfig, out_dir: Path
 ) -> pd.DataFrame:
     """One row per (name, image id, prepared array)."""
     batch = np.stack([array for _, _, array in images]).astype(np.float32)

@@ -10,7 +10,7 @@ import numpy as np
 
 from medcls.data.images import ImageLimits, UnreadableImage, image_id, load_image
 from medcls.data.preprocess import prepare_loaded
-from medcls.scoring.production import ProductionModel
+from medcls.registry.models import RegisteredModel
 from medcls.support.files import printable_path
 from medcls.support.parallel import ordered_map
 
@@ -19,7 +19,7 @@ from medcls.support.parallel import ordered_map
 class ChunkReader:
     """Reads a chunk's files into (name, image_id, prepared array), counting what it leaves out."""
 
-    production: ProductionModel
+    production: RegisteredModel
     seen: set[str]  # image ids scored already, or met earlier in this chunk
     skipped: int = 0
     rejected: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason)

@@ -19,10 +19,10 @@ import pandas as pd
 from medcls.catalog import ScoringOutputs
 from medcls.config import ScoreConfig
 from medcls.errors import DataError
+from medcls.registry.models import RegisteredModel, load_model_version
 from medcls.review import publish_review_queue
 from medcls.scoring.lock import scoring_lock
 from medcls.scoring.predict import score_batch
-from medcls.scoring.production import ProductionModel, load_model_version
 from medcls.scoring.quarantine import quarantine_files
 from medcls.scoring.reader import ChunkReader
 from medcls.scoring.store import fold_pending, of_version, read_predictions, save_part, scored_ids
@@ -77,7 +77,7 @@ ChunkMapper = Callable[[ChunkScorer, list[list[Path]]], Iterable[ChunkResult]]
 
 
 def score_inbox(
-    cfg: ScoreConfig, production: ProductionModel, inbox: Path, out_dir: Path, map_chunks: ChunkMapper = map
+    cfg: ScoreConfig, production: RegisteredModel, inbox: Path, out_dir: Path, map_chunks: ChunkMapper = map
 ) -> ScoreResult:
     """Score every new image in `inbox`, chunk by chunk, under the output folder's lock: each
     chunk's rows are saved as it arrives, and folded into predictions.csv once at the end. A run
@@ -98,7 +98,7 @@ def score_inbox(
 
 
 def score_chunk(
-    files: list[Path], production: ProductionModel, cfg: ScoreConfig, out_dir: Path, done: frozenset[str]
+    files: list[Path], production: RegisteredModel, cfg: ScoreConfig, out_dir: Path, done: frozenset[str]
 ) -> ChunkResult:
     """Decode, prepare and predict one chunk; heat maps for the rows that need one. Files are
     decoded on background threads while the model predicts the batches already prepared, so both
@@ -123,7 +123,7 @@ def _plan_chunks(inbox: Path, chunk_size: int) -> list[list[Path]]:
 
 
 def _finish(
-    cfg: ScoreConfig, production: ProductionModel, out_dir: Path, predictions: pd.DataFrame, chunks: list[ChunkResult]
+    cfg: ScoreConfig, production: RegisteredModel, out_dir: Path, predictions: pd.DataFrame, chunks: list[ChunkResult]
 ) -> ScoreResult:
     """Publish the review queue of this version's predictions and count what the run did."""
     current = of_version(predictions, production.version)

@@ -1,4 +1,4 @@
-"""MLflow helpers shared by train, evaluate, register and score."""
+"""MLflow helpers shared by train, evaluate, register and score: where a local store keeps things."""
 
 from __future__ import annotations
 
@@ -17,11 +17,16 @@ def ensure_experiment(name: str) -> str:
 
 def _local_artifact_location(experiment: str) -> str | None:
     """`mlruns/artifacts/<experiment>` next to `mlruns/mlflow.db`; None (server default) otherwise."""
+    folder = local_store_folder()
+    return None if folder is None else (folder / "artifacts" / experiment).as_uri()
+
+
+def local_store_folder() -> Path | None:
+    """The folder of a local SQLite tracking store (`mlruns/`); None for any other store."""
     import mlflow
 
     uri = mlflow.get_tracking_uri()
     if not uri.startswith("sqlite:///"):
         return None
     # sqlite:///relative/path.db or sqlite:////absolute/path.db
-    database = Path(uri.removeprefix("sqlite:///").split("?")[0])
-    return (database.parent / "artifacts" / experiment).resolve().as_uri()
+    return Path(uri.removeprefix("sqlite:///").split("?")[0]).parent.resolve()

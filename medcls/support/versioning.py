@@ -2,16 +2,17 @@
 at a time (as `dvc repro` would), pushes to the remote, and outputs restored from the cache.
 
 Every function takes the project's root (the folder of dvc.yaml) and opens DVC's repository
-there; DVC's own lock serialises them with any `dvc` command running in the same project.
+there, from there (DVC resolves stage paths against the working directory); DVC's own lock
+serialises them with any `dvc` command running in the same project.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -86,14 +87,14 @@ def restore_outputs(root: Path, lock_text: str, outputs: list[str]) -> dict[str,
     return {output: hashes[output] for output in outputs}
 
 
-@contextmanager
+@contextlib.contextmanager
 def _repository(root: Path) -> Iterator:
     from dvc.exceptions import NotDvcRepoError
     from dvc.lock import LockError
     from dvc.repo import Repo
 
     try:
-        with Repo(str(root)) as repo:
+        with contextlib.chdir(root), Repo(str(root)) as repo:
             yield repo
     except NotDvcRepoError:
         raise StageFailed(f"{root} is not a DVC project (no .dvc folder; `dvc init` makes one)") from None

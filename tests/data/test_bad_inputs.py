@@ -142,7 +142,7 @@ def test_each_bad_input_is_quarantined_with_its_reason(corpus: Path, tmp_path: P
 def test_an_empty_class_folder_stops_validation(tmp_path: Path):
     source = tmp_path / "source"
     for label in ("normal", "abnormal"):
-        for n in range(6):
+        for n in range(40):  # each its own patient: enough to reach every split
             (source / label).mkdir(parents=True, exist_ok=True)
             (source / label / f"{n}.png").write_bytes(_encode(_pixels(100 * len(label) + n)))
     (source / "rare-finding").mkdir()

@@ -14,28 +14,29 @@ from flows.deployments import SCORING_DEPLOYMENT, TRAINING_DEPLOYMENT, build_dep
 from flows.retries import retry_unless_user_error
 from flows.scoring import batch_scoring, task_runner
 from flows.training import training_pipeline
-from medcls import pipeline
 from medcls.config import load_params
 from medcls.data.demo import make_demo_inbox
-from medcls.errors import ConfigError, ValidationFailed
+from medcls.errors import ConfigError, StageFailed, ValidationFailed
 from medcls.support.files import read_json
 from tests.helpers import tiny_params, write_params
 
 
 @pytest.mark.slow
-def test_training_flow_then_scoring_flow(tmp_path: Path, prefect_server):
-    params_path = write_params(tmp_path, tiny_params())
-    trained = training_pipeline(params_path=str(params_path))
-    assert trained["registration"]["promoted"] is True
-    assert trained["metrics"] == read_json(tmp_path / "reports" / "metrics.json")
-    assert trained["run_id"] == read_json(tmp_path / "models" / "training.json")["run_id"]
-
-    project = pipeline.open_project(params_path)
-    inbox = pipeline.demo_inbox(project)
+def test_scoring_flow_labels_the_inbox_with_the_production_model(trained_project, tmp_path: Path, prefect_server):
+    params_path = write_params(tmp_path, yaml.safe_load(trained_project.paths.params.read_text()))
+    inbox = make_demo_inbox(trained_project.paths.raw, tmp_path / "data" / "inbox", 5, seed=9)
     scored = batch_scoring(params_path=str(params_path))
     predictions = pd.read_csv(scored["predictions_path"], dtype={"model_version": str})
     assert scored["scored"] == len(inbox) == len(predictions)
-    assert set(predictions["model_version"]) == {trained["registration"]["version"]}
+    production = read_json(trained_project.paths.registration)["production_version"]
+    assert set(predictions["model_version"]) == {production} == {scored["model_version"]}
+
+
+@pytest.mark.slow
+def test_the_training_flow_needs_a_dvc_project(tmp_path: Path, prefect_server):
+    params_path = write_params(tmp_path, tiny_params())
+    with pytest.raises(StageFailed, match="is not a DVC project"):
+        training_pipeline(params_path=str(params_path))
 
 
 def test_user_errors_are_not_retried():

@@ -22,6 +22,10 @@ def test_training_run_records_params_curves_data_version_and_model(trained_proje
     assert run.data.params["data.source"] == "synthetic"
     assert run.data.tags["data_version"] == data_version(trained_project.paths.raw)
     assert run.data.tags["data_version"].endswith(".dir")
+    datasets = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}  # the UI's Datasets column
+    paths = trained_project.paths
+    assert datasets == {"data/raw": data_version(paths.raw), "data/processed": data_version(paths.processed)}
+    assert training["data_versions"] == datasets
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "epoch_val_auc")
     assert [m.step for m in history] == [0]
     assert {"train_seconds", "train_images_per_second", "test_auc", "val_acc", "temperature"} <= set(run.data.metrics)

@@ -1,7 +1,8 @@
-"""The model scoring uses: the registered version behind `@production`, with its input contract.
+"""Registered models as they are used: the Keras model of a version with its input contract.
 
-Scoring prepares images by the model's own contract (classes, preprocessing, DICOM conversion),
-never by params.yaml, so it matches training exactly.
+Scoring (and the promotion gate, scoring production on a candidate's images) prepares images by
+the model's own contract (classes, preprocessing, DICOM conversion), never by params.yaml, so it
+matches training exactly.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from dataclasses import dataclass
 
 from medcls.config import DicomConfig, PreprocessConfig
 from medcls.errors import RegistryError
-from medcls.registry import PRODUCTION, production_version
+
+PRODUCTION = "production"  # the alias of the version in production
 
 
 @dataclass(frozen=True)
-class ProductionModel:
+class RegisteredModel:
     model: object
     name: str  # registered model name
     version: str
@@ -24,7 +26,7 @@ class ProductionModel:
     dicom: DicomConfig  # how DICOM files were converted for training
 
 
-def load_production_model(model_name: str) -> ProductionModel:
+def load_production_model(model_name: str) -> RegisteredModel:
     """The model behind `@production`, with its class names and preprocessing contract."""
     import mlflow
 
@@ -38,13 +40,13 @@ def load_production_model(model_name: str) -> ProductionModel:
 
 
 @functools.lru_cache(maxsize=2)
-def load_model_version(model_name: str, version: str) -> ProductionModel:
+def load_model_version(model_name: str, version: str) -> RegisteredModel:
     """One registered version with its contract; cached, so each worker process loads it once."""
     import mlflow
 
     uri = f"models:/{model_name}/{version}"
     contract = mlflow.models.get_model_info(uri).metadata
-    return ProductionModel(
+    return RegisteredModel(
         mlflow.keras.load_model(uri),
         model_name,
         version,
@@ -52,3 +54,14 @@ def load_model_version(model_name: str, version: str) -> ProductionModel:
         PreprocessConfig(**contract["preprocess"]),
         DicomConfig(**contract.get("dicom", {})),
     )
+
+
+def production_version(model_name: str):
+    """The ModelVersion behind `@production`, or None if the model or the alias does not exist."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient().get_model_version_by_alias(model_name, PRODUCTION)
+    except MlflowException:
+        return None
