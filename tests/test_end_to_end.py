@@ -55,7 +55,9 @@ def test_scheduled_training_is_a_dvc_version_and_every_version_comes_back(tmp_pa
     trained = training_pipeline(params_path=str(project_dir / "params.yaml"))
     assert trained["stages_run"] == list(STAGES) and trained["remote"] == "local"
     assert "Data and pipelines are up to date" in _run(["dvc", "status"], project_dir)
+    locked = (project_dir / "dvc.lock").read_text()
     again = _run(["dvc", "repro"], project_dir)
+    assert (project_dir / "dvc.lock").read_text() == locked  # the flow and `dvc repro` lock the same
     assert all(f"Stage '{stage}' didn't change, skipping" in again for stage in STAGES)
     assert "Running stage" not in again
     assert "test.auc" in _run(["dvc", "metrics", "show"], project_dir)
