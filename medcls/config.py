@@ -99,8 +99,13 @@ class DataConfig(_Section):
     min_image_size: int = Field(8, ge=1)  # pixels per side; smaller images are quarantined
     # Decompression-bomb guard: images with more pixels are quarantined without being decoded.
     max_image_pixels: int = Field(100_000_000, ge=1)
+    # Larger files (and deflated DICOM data sets, once inflated) are quarantined unread.
+    max_file_megabytes: int = Field(1024, ge=1)
     # Base URL serving `<name>.npz` for `medmnist:<name>` (default: the official Zenodo record).
     download_mirror: str | None = None
+    # Patient ids from a record or a DICOM header are real identifiers: without a secret in
+    # MEDCLS_PATIENT_SALT they are refused, unless this says the data is public.
+    allow_default_salt: bool = False
     # Auto labels (from scoring) in the labelled pool join training only at or above this
     # calibrated confidence; null: only doctor-reviewed images join.
     auto_label_min_confidence: Fraction | None = None

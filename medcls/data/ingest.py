@@ -7,8 +7,6 @@ Writes `images/<id[:2]>/<image_id><suffix>`, `manifest.parquet` (one row per ima
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import os
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -19,6 +17,7 @@ import pandas as pd
 
 from medcls.catalog import RawData, image_file
 from medcls.config import DataConfig
+from medcls.data.patients import SALT_VARIABLE, check_salt, has_secret, patient_key
 from medcls.data.sources import (
     AUTO_ORIGIN,
     REVIEWED_ORIGIN,
@@ -36,9 +35,6 @@ from medcls.support.parallel import ordered_map
 from medcls.support.progress import track
 
 QUARANTINE_COLUMNS = ["origin", "reason"]
-SALT_VARIABLE = "MEDCLS_PATIENT_SALT"
-_DEFAULT_SALT = "medcls-default-salt"
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,13 +54,12 @@ def ingest_data(
     source = open_source(cfg, seed, base_dir)
     if reviewed_dir is not None:
         source = with_pool(source, reviewed_pool(reviewed_dir, cfg))
-    if not os.environ.get(SALT_VARIABLE) and cfg.parsed_source.scheme in ("dicom", "csv"):
-        log.warning("patient ids are hashed with the default salt: set %s for real patient data", SALT_VARIABLE)
     with staged_dir(out_dir) as staging:
         raw = RawData(staging)
         rows, rejected = _store_images(source, raw, cfg.class_names)
         if not rows:
             raise DataError(f"{cfg.source}: no usable images ({len(rejected)} files rejected)")
+        check_salt({row.pop("patient_from") for row in rows}, cfg, cfg.source)
         manifest, duplicates, conflicts = _resolve_duplicates(pd.DataFrame(rows), raw)
         quarantine = pd.DataFrame([asdict(r) for r in rejected] + conflicts, columns=QUARANTINE_COLUMNS)
         manifest["split"] = _assign_splits(manifest, cfg)
@@ -76,13 +71,6 @@ def ingest_data(
         summary = _summary(cfg, manifest, class_names, len(quarantine), len(duplicates))
         write_json(raw.dataset, {**summary, **source.details})
     return IngestResult(out_dir, len(manifest), len(quarantine), len(duplicates), class_names)
-
-
-def patient_key(name: str) -> str:
-    """Pseudonymous patient id: a salted hash, so no source identifier is stored or logged. The
-    salt comes from MEDCLS_PATIENT_SALT; keep it secret (and the same) wherever the data is ingested."""
-    salt = os.environ.get(SALT_VARIABLE) or _DEFAULT_SALT
-    return hashlib.sha256(f"{salt}:{name}".encode()).hexdigest()[:16]
 
 
 def _store_images(source: Source, raw: RawData, class_names: list[str] | None) -> tuple[list[dict], list[Rejected]]:
@@ -108,7 +96,7 @@ def _run_and_store(task: SourceTask, raw: RawData, class_names: list[str] | None
             continue
         file = image_file(item.image_id, item.suffix)
         _write_once(raw.image(file), item.encoded)
-        patient = item.patient if item.patient is not None else f"image:{item.image_id}"
+        patient = item.patient if item.patient is not None else f"image:{item.image_id}"  # its own patient
         results.append(
             {
                 "image_id": item.image_id,
@@ -116,6 +104,7 @@ def _run_and_store(task: SourceTask, raw: RawData, class_names: list[str] | None
                 "origin": item.origin,
                 "label": item.label,
                 "patient_id": patient_key(patient),
+                "patient_from": item.patient_from if item.patient is not None else "generated",
                 "given_split": item.split,
                 **vars(item.stats),
             }
@@ -220,7 +209,7 @@ def _ordered_labels(labels: set[str]) -> list[str]:
 
 def _summary(cfg: DataConfig, manifest: pd.DataFrame, class_names: tuple[str, ...], quarantined: int, duplicates: int):
     counts = manifest.groupby(["split", "label"]).size()
-    salted = bool(os.environ.get(SALT_VARIABLE))
+    salted = has_secret()
     return {
         "source": cfg.source,
         "class_names": list(class_names),

@@ -62,6 +62,37 @@ def _burned_in_dicom() -> bytes:
     return path.read_bytes()
 
 
+def _wide_bmp(width: int = 2_097_160, height: int = 8) -> bytes:
+    """A 5 KB BMP whose header says 2,097,160 x 8 px: within the pixel limit, beyond OpenCV's sides."""
+    header = b"BM" + struct.pack("<IHHI", 54 + 5000, 0, 0, 54)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 0, 5000, 2835, 2835, 0, 0)
+    return header + info + bytes(5000)
+
+
+def _wide_tiff(width: int = 2_097_160, height: int = 8) -> bytes:
+    """A tiny TIFF whose tags declare an absurd width."""
+    tags = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 8 + 2 + 12 * 8 + 4),
+            (278, 4, height), (279, 4, 16)]  # fmt: skip
+    ifd = struct.pack("<H", len(tags)) + b"".join(
+        struct.pack("<HHII", tag, kind, 1, value) for tag, kind, value in tags
+    )
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + bytes(16)
+
+
+def _deflated_dicom(rows: int = 1200, columns: int = 1000) -> bytes:
+    """3 KB on disk, 2.4 MB once pydicom inflates it (with data.max_file_megabytes at 1)."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    dataset = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    dataset.Rows, dataset.Columns = rows, columns
+    dataset.PixelData = np.zeros((rows, columns), np.uint16).tobytes()
+    dataset.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    path = Path(tempfile.mkdtemp()) / "deflated.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    return path.read_bytes()
+
+
+RADIANCE = b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 10392 +X 10392\n" + bytes(4096)  # 108 Mpx, named .png
 GOOD = {f"{label}/{label}-{n}.png": _encode(_pixels(10 * k + n)) for k, label in enumerate(("benign", "malignant"))
         for n in range(3)}  # fmt: skip
 JPEG = _encode(_pixels(7, 64), ".jpg")
@@ -75,7 +106,12 @@ BAD_INPUTS = {
     "malignant/sixteen-bit.png": (_encode(_pixels(11).astype(np.uint16) * 257), None),
     "benign/with-alpha.png": (_encode(np.dstack([_pixels(112)] * 3 + [np.full((32, 32), 200, np.uint8)])), None),
     "benign/one-pixel.png": (_encode(np.full((1, 1), 90, np.uint8)), "too small (1x1 px"),
-    "benign/bomb.png": (_huge_png(), "image too large (over 178956970 px"),
+    "benign/bomb.png": (_huge_png(), "image too large (100000x100000 px"),
+    "benign/wide.bmp": (_wide_bmp(), "image side too large (2097160x8 px"),
+    "benign/wide.tif": (_wide_tiff(), "image side too large (2097160x8 px"),
+    "benign/radiance.png": (RADIANCE, "not a decodable image: its bytes are no PNG, JPEG, BMP or TIFF"),
+    "malignant/deflated.dcm": (_deflated_dicom(), "deflated DICOM inflates past 1 MB"),
+    "malignant/huge-file.png": (b"\x89PNG" + bytes(1_200_000), "file too large (over 1 MB"),
     "benign/big.png": (_huge_png(12_000, 10_000), "image too large (12000x10000 px"),
     "unexpected/scan.png": (_encode(_pixels(13)), "label 'unexpected' is not one of data.class_names"),
     "benign/twin.png": (_encode(_pixels(14)), "same pixels as other files labelled ['benign', 'malignant']"),
@@ -115,7 +151,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_each_bad_input_is_quarantined_with_its_reason(corpus: Path, tmp_path: Path):
     before = _tree_digest(corpus)
-    config = DataConfig(source=f"folder:{corpus}", class_names=["benign", "malignant"])
+    config = DataConfig(source=f"folder:{corpus}", class_names=["benign", "malignant"], max_file_megabytes=1)
     result = ingest_data(config, tmp_path / "raw", seed=1, base_dir=tmp_path)
     assert _tree_digest(corpus) == before, "the source must never be modified"
 

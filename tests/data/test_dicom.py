@@ -13,17 +13,17 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from medcls.config import DataConfig, DicomConfig
-from medcls.data.images import UnreadableImage, image_id
+from medcls.data.images import ImageLimits, UnreadableImage, image_id
 from medcls.data.images.dicom import read_dicom
 from medcls.data.ingest import ingest_data
 from medcls.data.manifest import load_manifest
-from medcls.errors import ConfigError
+from medcls.errors import ConfigError, DataError
 
-LIMIT = 100_000_000
+LIMITS = ImageLimits()
 
 
 def _read(name: str, **config) -> list:
-    return read_dicom(Path(get_testdata_file(name)).read_bytes(), DicomConfig(**config), LIMIT)
+    return read_dicom(Path(get_testdata_file(name)).read_bytes(), DicomConfig(**config), LIMITS)
 
 
 def _saved(dataset, folder: Path, name: str) -> Path:
@@ -52,7 +52,7 @@ def test_file_window_is_used_unless_told_otherwise():
 def test_monochrome1_is_inverted_so_that_bright_means_dense(tmp_path: Path):
     dataset = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
     dataset.PhotometricInterpretation = "MONOCHROME1"
-    inverted = read_dicom(_saved(dataset, tmp_path, "m1.dcm").read_bytes(), DicomConfig(), LIMIT)[0].pixels
+    inverted = read_dicom(_saved(dataset, tmp_path, "m1.dcm").read_bytes(), DicomConfig(), LIMITS)[0].pixels
     assert np.array_equal(inverted, 65535 - _read("MR_small.dcm")[0].pixels)
 
 
@@ -88,7 +88,11 @@ def test_unusable_dicom_says_why(name: str, reason: str):
 
 def test_oversized_dicom_is_refused_before_decoding():
     with pytest.raises(UnreadableImage, match=r"image too large \(320x240 px x 30 frames"):
-        read_dicom(Path(get_testdata_file("examples_ybr_color.dcm")).read_bytes(), DicomConfig(frames="all"), 10**6)
+        read_dicom(
+            Path(get_testdata_file("examples_ybr_color.dcm")).read_bytes(),
+            DicomConfig(frames="all"),
+            ImageLimits(max_pixels=10**6),
+        )
 
 
 PHI = {
@@ -115,7 +119,8 @@ def dicom_study(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("key", ["SOPInstanceUID", "file"])
-def test_dicom_source_labels_by_uid_or_file_and_keeps_no_patient_data(dicom_study, tmp_path, key, caplog):
+def test_dicom_source_labels_by_uid_or_file_and_keeps_no_patient_data(dicom_study, tmp_path, key, caplog, monkeypatch):
+    monkeypatch.setenv("MEDCLS_PATIENT_SALT", "a secret of the hospital's")
     keys = [f"1.2.826.0.1.3680043.8.498.{n}" for n in range(1, 6)] if key == "SOPInstanceUID" else [
         "series0/img0.dcm", "series1/img1.dcm", "series0/img2.dcm", "series1/img3.dcm", "series0/gone.dcm"]  # fmt: skip
     labels = pd.DataFrame({key: keys, "label": ["mr", "ct", "nm", "mr", "mr"]})
@@ -140,3 +145,28 @@ def test_dicom_source_needs_its_labels(tmp_path: Path):
     shutil.copy(get_testdata_file("CT_small.dcm"), tmp_path / "a.dcm")
     with pytest.raises(ConfigError, match=r"data\.dicom\.labels: .*labels\.csv not found"):
         ingest_data(DataConfig(source=f"dicom:{tmp_path}"), tmp_path / "raw", seed=1, base_dir=tmp_path)
+
+
+def test_real_patient_ids_need_a_secret_key(dicom_study, tmp_path, monkeypatch, caplog):
+    """A `folder:` of DICOM files too: their PatientIDs are real identifiers."""
+    monkeypatch.delenv("MEDCLS_PATIENT_SALT", raising=False)
+    folder = tmp_path / "by-class"
+    for number, path in enumerate(sorted(dicom_study.rglob("*.dcm"))):
+        (folder / ("mr" if number % 2 else "ct")).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, folder / ("mr" if number % 2 else "ct") / path.name)
+    with pytest.raises(DataError, match="patient ids from a dicom would be hashed with the public default key"):
+        ingest_data(DataConfig(source=f"folder:{folder}"), tmp_path / "refused", seed=1, base_dir=tmp_path)
+    assert not (tmp_path / "refused").exists()
+    with caplog.at_level(logging.WARNING):
+        allowed = DataConfig(source=f"folder:{folder}", allow_default_salt=True)
+        assert ingest_data(allowed, tmp_path / "public", seed=1, base_dir=tmp_path).images == 4
+    assert "public default key" in caplog.text
+    monkeypatch.setenv("MEDCLS_PATIENT_SALT", "one secret")
+    one = load_manifest(
+        ingest_data(DataConfig(source=f"folder:{folder}"), tmp_path / "a", seed=1, base_dir=tmp_path).raw_dir
+    )
+    monkeypatch.setenv("MEDCLS_PATIENT_SALT", "another secret")
+    two = load_manifest(
+        ingest_data(DataConfig(source=f"folder:{folder}"), tmp_path / "b", seed=1, base_dir=tmp_path).raw_dir
+    )
+    assert one["patient_id"].nunique() == 2 and set(one["patient_id"]).isdisjoint(set(two["patient_id"]))  # keyed

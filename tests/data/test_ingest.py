@@ -173,7 +173,8 @@ def test_csv_manifest_gives_patients_and_splits(tmp_path: Path):
         rows.append({"path": f"scans/{n}.png", "label": "a" if n % 2 else "b", "patient_id": f"p{n // 2}",
                      "split": ["train", "val", "test"][n // 2 % 3]})  # fmt: skip
     pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
-    result = ingest_data(DataConfig(source="csv:manifest.csv"), tmp_path / "raw", seed=1, base_dir=tmp_path)
+    config = DataConfig(source="csv:manifest.csv", allow_default_salt=True)  # made-up patients
+    result = ingest_data(config, tmp_path / "raw", seed=1, base_dir=tmp_path)
     manifest = load_manifest(result.raw_dir).set_index("origin")
     assert manifest.loc["scans/5.png", "split"] == "test" and manifest.loc["scans/0.png", "split"] == "train"
     assert manifest["patient_id"].nunique() == 6

@@ -97,3 +97,24 @@ def test_the_official_bloodmnist_file_verifies(mirror, tmp_path: Path):
     shutil.copy(SHARED_DATA / "bloodmnist.npz", www / "bloodmnist.npz")
     path = medmnist.fetch("bloodmnist", tmp_path / "downloads", url)
     assert medmnist.file_md5(path) == "7053d0359d879ad8a5505303e11de1dc"
+
+
+@pytest.mark.parametrize(
+    ("arrays", "config", "message"),
+    [
+        ({"train_images": np.zeros((400, 64, 64), np.uint8), "train_labels": np.zeros((400, 1), np.int64)},
+         {"max_file_megabytes": 1}, r"train_images\.npy inflates to 1 MB \(data\.max_file_megabytes is 1\)"),
+        ({"train_images": np.zeros((2, 20_000, 8), np.uint8), "train_labels": np.zeros(2, np.int64)},
+         {"max_image_pixels": 100_000}, "train_images are 8x20000 px, outside"),
+        ({"train_images": np.zeros((2, 28, 28), np.float64), "train_labels": np.zeros(2, np.int64)},
+         {}, "must be N x H x W"),
+        ({"train_images": np.zeros((3, 28, 28), np.uint8), "train_labels": np.zeros(2, np.int64)},
+         {}, r"must be one integer label per image \(3\)"),
+        ({"train_images": np.zeros((3, 28, 28), np.uint8)}, {}, "come in pairs"),
+    ],
+)  # fmt: skip
+def test_npz_members_are_checked_from_their_headers_before_loading(tmp_path: Path, arrays, config, message):
+    """A small file that would inflate to gigabytes is refused before anything is loaded."""
+    np.savez_compressed(tmp_path / "hostile.npz", **arrays)
+    with pytest.raises(DataError, match=message):
+        ingest_data(DataConfig(source="medmnist:hostile.npz", **config), tmp_path / "raw", seed=1, base_dir=tmp_path)

@@ -3,7 +3,7 @@
 from medcls.data.images.load import is_candidate_file, load_image, read_file
 from medcls.data.images.pixels import describe_image, encode_png, image_id
 from medcls.data.images.raster import declared_size, decode_image, is_jpeg
-from medcls.data.images.types import ImageLimits, ImageStats, LoadedImage, UnreadableImage
+from medcls.data.images.types import ImageLimits, ImageStats, LoadedImage, UnreadableImage, unreadable_reason
 
 __all__ = [
     "ImageLimits",
@@ -19,4 +19,5 @@ __all__ = [
     "is_jpeg",
     "load_image",
     "read_file",
+    "unreadable_reason",
 ]

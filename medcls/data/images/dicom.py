@@ -9,30 +9,56 @@ SOPInstanceUID, which callers hash or use to look up labels.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import struct
 import warnings
+import zlib
+from collections.abc import Iterator
 
 import numpy as np
 
 from medcls.config import DicomConfig
-from medcls.data.images.types import LoadedImage, UnreadableImage
+from medcls.data.images.types import ImageLimits, LoadedImage, UnreadableImage
 
 _EXTREMES = np.array([-1e12, 1e12])
+_DEFLATED = b"1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: the data set is zlib-compressed
 
 
-def read_dicom(data: bytes, cfg: DicomConfig, max_pixels: int) -> list[LoadedImage]:
+def read_dicom(data: bytes, cfg: DicomConfig, limits: ImageLimits) -> list[LoadedImage]:
     """The frames `cfg.frames` asks for, as 16-bit gray or RGB images."""
-    # pydicom warns with element values (dates, names) on malformed data: never let them reach a log.
-    logging.getLogger("pydicom").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet_pydicom():
         try:
-            return _read(data, cfg, max_pixels)
+            _refuse_deflate_bomb(data, limits.max_file_bytes)
+            return _read(data, cfg, limits.max_pixels)
         except UnreadableImage:
             raise
         except Exception as exc:  # header values are parsed lazily: any of them can be malformed
             raise UnreadableImage(f"corrupt DICOM file ({type(exc).__name__} in its header)") from None
+
+
+@contextlib.contextmanager
+def quiet_pydicom() -> Iterator[None]:
+    """pydicom warns and logs with element values (names, dates) on malformed data: none of that
+    may reach a log."""
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _refuse_deflate_bomb(data: bytes, max_bytes: int) -> None:
+    """pydicom inflates a deflated data set whole before reading any of it: inflate it here first,
+    never past `max_bytes`."""
+    if _DEFLATED not in data[:4096]:  # the transfer syntax UID sits in the file meta group
+        return
+    group_length = data[132:138] == b"\x02\x00\x00\x00UL" and struct.unpack_from("<I", data, 140)[0]
+    if not group_length:
+        raise UnreadableImage("deflated DICOM without a file meta group length (refused unread)")
+    inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data[144 + group_length :], max_bytes + 1)
+    if len(inflated) > max_bytes:
+        raise UnreadableImage(f"deflated DICOM inflates past {max_bytes >> 20} MB (data.max_file_megabytes)")
 
 
 def _read(data: bytes, cfg: DicomConfig, max_pixels: int) -> list[LoadedImage]:

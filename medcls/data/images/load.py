@@ -26,20 +26,25 @@ def load_image(path: Path, limits: ImageLimits, dicom: DicomConfig) -> list[Load
         raise UnreadableImage(f"not an image file type ({path.suffix})")
     if not path.is_file():
         raise UnreadableImage(_not_a_file(path))
-    data = read_file(path)
+    data = read_file(path, limits.max_file_bytes)
     if data[128:132] == b"DICM" or path.suffix.lower() in DICOM_EXTENSIONS:
-        return [_checked(image, limits) for image in read_dicom(data, dicom, limits.max_pixels)]
+        return [_checked(image, limits) for image in read_dicom(data, dicom, limits)]
     if not path.suffix:
         raise UnreadableImage("no file extension and not a DICOM file")
-    pixels = decode_image(data, limits.max_pixels)
-    return [_checked(LoadedImage(pixels, data, format_suffix(data) or path.suffix.lower()), limits)]
+    pixels = decode_image(data, limits)
+    return [LoadedImage(pixels, data, format_suffix(data) or path.suffix.lower())]
 
 
-def read_file(path: Path) -> bytes:
+def read_file(path: Path, max_bytes: int = ImageLimits.max_file_bytes) -> bytes:
+    """The file's bytes, if it is no larger than `max_bytes`."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as stream:
+            data = stream.read(max_bytes + 1)
     except OSError as exc:
         raise UnreadableImage(f"cannot read file: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > max_bytes:
+        raise UnreadableImage(f"file too large (over {max_bytes >> 20} MB; data.max_file_megabytes)")
+    return data
 
 
 def _not_a_file(path: Path) -> str:

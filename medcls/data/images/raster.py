@@ -1,7 +1,8 @@
-"""Picture formats (PNG, JPEG, BMP, TIFF): the size from the header, decoding, gray or RGB.
+"""Picture formats (PNG, JPEG, BMP, TIFF): the format and size from the header, decoding, gray or RGB.
 
-The size is read from the header before anything is decoded, so a decompression bomb is refused
-unread (data.max_image_pixels).
+Nothing is decoded before the bytes are known to be one of these formats and their header gives a
+size within the limits: a decompression bomb, an image with absurd sides or another format under
+a picture's name (a Radiance HDR called .png) is refused unread.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 
 from medcls.data.images.pixels import gray_if_neutral
-from medcls.data.images.types import ImageLimits, UnreadableImage
+from medcls.data.images.types import MAX_SIDE, ImageLimits, UnreadableImage
 
 # medcls works on many small images at once, one per thread (medcls.support.parallel). OpenCV's
 # own thread pool would split each small image across cores as well: on 2 cores that doubled the
@@ -27,11 +28,12 @@ _MAGIC = ((b"\x89PNG", ".png"), (JPEG_MAGIC, ".jpg"), (b"BM", ".bmp"), (b"II*\x0
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
-def decode_image(data: bytes, max_pixels: int = ImageLimits.max_pixels) -> np.ndarray:
+_DEFAULT_LIMITS = ImageLimits()
+
+
+def decode_image(data: bytes, limits: ImageLimits = _DEFAULT_LIMITS) -> np.ndarray:
     """Decode PNG/JPEG/BMP/TIFF bytes to H x W (gray) or H x W x 3 (RGB) uint8/uint16 pixels."""
-    if not data:
-        raise UnreadableImage("empty file")
-    declared_size(data, max_pixels)
+    checked_size(data, limits)
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if pixels is None:
         raise UnreadableImage("not a decodable image (corrupt, truncated or not an image)")
@@ -52,13 +54,35 @@ def is_jpeg(data: bytes) -> bool:
     return data.startswith(JPEG_MAGIC)
 
 
-def declared_size(data: bytes, max_pixels: int = ImageLimits.max_pixels) -> tuple[int, int] | None:
-    """(width, height) from the header, nothing decoded; None if unknown. The decompression-bomb
-    guard: an image with too many pixels is refused before any decoding."""
-    size = _jpeg_size(data) if is_jpeg(data) else _pillow_size(data, max_pixels)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise UnreadableImage(f"image too large ({size[0]}x{size[1]} px; data.max_image_pixels is {max_pixels})")
+def checked_size(data: bytes, limits: ImageLimits) -> tuple[int, int]:
+    """(width, height) of a picture within `limits`, read from its header; anything else is an
+    UnreadableImage saying why, before a byte is decoded."""
+    if not data:
+        raise UnreadableImage("empty file")
+    if format_suffix(data) is None:
+        raise UnreadableImage("not a decodable image: its bytes are no PNG, JPEG, BMP or TIFF")
+    size = declared_size(data)
+    if size is None:
+        raise UnreadableImage("not a decodable image: no size in its header (corrupt or truncated)")
+    width, height = size
+    if max(width, height) > MAX_SIDE:
+        raise UnreadableImage(f"image side too large ({width}x{height} px; at most {MAX_SIDE} per side)")
+    if width * height > limits.max_pixels:
+        raise UnreadableImage(f"image too large ({width}x{height} px; data.max_image_pixels is {limits.max_pixels})")
+    if min(width, height) < limits.min_size:
+        raise UnreadableImage(f"too small ({width}x{height} px; data.min_image_size is {limits.min_size})")
     return size
+
+
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a picture's header, nothing decoded; None if the header gives none."""
+    if is_jpeg(data):
+        return _jpeg_size(data)
+    if data.startswith(b"\x89PNG"):
+        return _png_size(data)
+    if data.startswith(b"BM"):
+        return _bmp_size(data)
+    return _pillow_size(data)
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
@@ -81,7 +105,23 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _pillow_size(data: bytes, max_pixels: int) -> tuple[int, int] | None:
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    """From the IHDR chunk, which a PNG must start with."""
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", data[16:24])
+
+
+def _bmp_size(data: bytes) -> tuple[int, int] | None:
+    """From the DIB header (BITMAPINFOHEADER and later; a negative height means top-down rows)."""
+    if len(data) < 26 or struct.unpack_from("<I", data, 14)[0] < 40:
+        return None
+    width, height = struct.unpack_from("<ii", data, 18)
+    return (width, abs(height)) if width > 0 and height != 0 else None
+
+
+def _pillow_size(data: bytes) -> tuple[int, int] | None:
+    """TIFF (many layouts): Pillow reads the first image's tags without decoding."""
     from PIL import Image
 
     with warnings.catch_warnings():
@@ -89,11 +129,9 @@ def _pillow_size(data: bytes, max_pixels: int) -> tuple[int, int] | None:
         try:
             with Image.open(io.BytesIO(data)) as header:
                 return header.size
-        except Image.DecompressionBombError:  # Pillow's own, higher limit: over it, no size is read
-            raise UnreadableImage(
-                f"image too large (over {2 * Image.MAX_IMAGE_PIXELS} px; data.max_image_pixels is {max_pixels})"
-            ) from None
-        except Exception:  # a format Pillow does not parse: OpenCV's own limit still applies
+        except Image.DecompressionBombError:  # Pillow refuses even to say how large
+            raise UnreadableImage(f"image too large (over {2 * Image.MAX_IMAGE_PIXELS} px by its header)") from None
+        except Exception:  # corrupt header: no size known
             return None
 
 

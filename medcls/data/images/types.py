@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medcls.config import DataConfig
+
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
 
@@ -15,12 +17,32 @@ class UnreadableImage(ValueError):
     patient data."""
 
 
+def unreadable_reason(exc: Exception) -> str:
+    """Why a file could not be read, for a quarantine list. Any exception while reading one file
+    is that file's problem, never the run's; an unexpected one is named by its type only (its
+    message may quote the file's contents)."""
+    if isinstance(exc, UnreadableImage):
+        return str(exc)
+    return f"not a decodable image ({type(exc).__name__} while reading it)"
+
+
+# OpenCV refuses wider or taller images (CV_IO_MAX_IMAGE_WIDTH/HEIGHT) with an exception of its own:
+# medcls refuses them first, from the header.
+MAX_SIDE = 1 << 20
+
+
 @dataclass(frozen=True)
 class ImageLimits:
-    """Guards applied before and after decoding."""
+    """Guards applied before decoding (from the file's size and header) and after."""
 
     min_size: int = 8  # pixels per side
     max_pixels: int = 100_000_000  # per image (all frames read), checked from the header
+    max_file_bytes: int = 1 << 30  # a file, or a deflated DICOM data set once inflated
+
+    @classmethod
+    def of(cls, cfg: DataConfig) -> ImageLimits:
+        """The limits `data.*` sets: the same for ingest and scoring."""
+        return cls(cfg.min_image_size, cfg.max_image_pixels, cfg.max_file_megabytes << 20)
 
 
 @dataclass(frozen=True)

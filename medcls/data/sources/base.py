@@ -16,11 +16,11 @@ from medcls.config import DataConfig, DataSource
 from medcls.data.images import (
     ImageLimits,
     ImageStats,
-    UnreadableImage,
     describe_image,
     encode_png,
     image_id,
     load_image,
+    unreadable_reason,
 )
 from medcls.errors import ConfigError, DataError
 
@@ -35,6 +35,7 @@ class SourceImage:
     stats: ImageStats
     encoded: bytes  # what ingest stores: the original file where it is kept as is, else PNG
     suffix: str
+    patient_from: str | None = None  # record (a CSV column), dicom (its header), file name, generated
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,12 @@ def image_item(
     pixels: np.ndarray,
     encoded: bytes | None = None,
     suffix: str = ".png",
+    patient_from: str | None = None,
 ) -> SourceImage:
     """An image with its content id and statistics; arrays without a file are stored as PNG."""
     stored = encoded if encoded is not None else encode_png(pixels)
-    return SourceImage(origin, label, patient, split, image_id(pixels), describe_image(pixels), stored, suffix)
+    stats = describe_image(pixels)
+    return SourceImage(origin, label, patient, split, image_id(pixels), stats, stored, suffix, patient_from)
 
 
 def array_task(origin: str, label: str, patient: str | None, split: str | None, pixels: np.ndarray) -> SourceTask:
@@ -77,7 +80,7 @@ def array_task(origin: str, label: str, patient: str | None, split: str | None, 
 def _array_item(
     origin: str, label: str, patient: str | None, split: str | None, pixels: np.ndarray
 ) -> list[SourceItem]:
-    return [image_item(origin, label, patient, split, pixels)]
+    return [image_item(origin, label, patient, split, pixels, patient_from="generated")]
 
 
 def existing_location(source: DataSource, base_dir: Path) -> Path:
@@ -101,7 +104,7 @@ class FileEntry:
 
 def file_source(labels: list[str] | set[str], entries: list[FileEntry], cfg: DataConfig) -> Source:
     """A source reading `entries` as image files, under the size limits of `cfg`."""
-    limits = ImageLimits(cfg.min_image_size, cfg.max_image_pixels)
+    limits = ImageLimits.of(cfg)
     pattern = re.compile(cfg.patient_pattern)
     tasks = (partial(_read_entry, entry, limits, cfg, pattern) for entry in entries)
     return Source(tuple(sorted(labels)), tasks, size=len(entries))
@@ -111,15 +114,23 @@ def _read_entry(entry: FileEntry, limits: ImageLimits, cfg: DataConfig, pattern:
     if entry.rejection:
         return [Rejected(entry.origin, entry.rejection)]
     try:
-        images = load_image(entry.path, limits, cfg.dicom)
-    except UnreadableImage as exc:
-        return [Rejected(entry.origin, str(exc))]
+        return _items(entry, load_image(entry.path, limits, cfg.dicom), pattern)
+    except Exception as exc:  # one file must never stop ingest: it is quarantined with the reason
+        return [Rejected(entry.origin, unreadable_reason(exc))]
+
+
+def _items(entry: FileEntry, images: list, pattern: re.Pattern[str]) -> list[SourceItem]:
     items: list[SourceItem] = []
     for image in images:
         origin = entry.origin if image.frame is None else f"{entry.origin}#frame{image.frame}"
         # The patient as the source names it, else as the DICOM header does, else the file name.
-        patient = entry.patient or image.patient or _patient_from_name(entry.path.name, pattern)
-        items.append(image_item(origin, entry.label, patient, entry.split, image.pixels, image.encoded, image.suffix))
+        patient, patient_from = next(
+            ((name, where) for name, where in ((entry.patient, "record"), (image.patient, "dicom"),
+             (_patient_from_name(entry.path.name, pattern), "file name")) if name),
+            (None, None),
+        )  # fmt: skip
+        items.append(image_item(origin, entry.label, patient, entry.split, image.pixels, image.encoded, image.suffix,
+                                patient_from))  # fmt: skip
     return items
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medcls.config import DataConfig, DataSource
+from medcls.data.images.dicom import quiet_pydicom
 from medcls.data.sources.base import FileEntry, Source, existing_location, file_source, read_table
 from medcls.errors import ConfigError, DataError
 from medcls.support.files import printable_path
@@ -47,7 +48,9 @@ def _instance_uid(path: Path) -> str | None:
     """SOPInstanceUID from the header alone (None if unreadable: reading the file will say why)."""
     import pydicom
 
-    try:
-        return str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
-    except Exception:
-        return None
+    with quiet_pydicom():
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+            return str(header.SOPInstanceUID)
+        except Exception:
+            return None

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 
 from medcls.catalog import SPLITS, ProjectPaths
 from medcls.config import DataConfig, DataSource
+from medcls.data.images import ImageLimits
 from medcls.data.sources.base import Source, array_task, existing_location
 from medcls.errors import ConfigError, DataError
 
@@ -75,6 +77,7 @@ def open_medmnist(source: DataSource, cfg: DataConfig, seed: int, base_dir: Path
         path = fetch(source.location, ProjectPaths.under(base_dir).downloads, cfg.download_mirror)
     else:
         path = existing_location(source, base_dir)
+    check_npz(path, ImageLimits.of(cfg))
     official = DATASETS.get(path.stem)
     names = cfg.class_names or (list(official.class_names) if official else None)
     md5 = file_md5(path)
@@ -136,6 +139,56 @@ def read_npz(path: Path) -> Iterator[NpzImage]:
                 raise DataError(f"{path}: multi-label data ({labels.shape[1]} labels) is not supported")
             for index, (pixels, label) in enumerate(zip(images, labels.reshape(-1), strict=True)):
                 yield NpzImage(split, index, int(label), pixels)
+
+
+_MEMBERS = ("images", "labels")
+
+
+def check_npz(path: Path, limits: ImageLimits) -> None:
+    """Refuse, from the zip directory and the arrays' headers alone, an .npz whose members would
+    inflate past `limits.max_file_bytes` or hold anything but images within the limits and one
+    integer label per image; nothing is loaded before that."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for split in SPLITS:
+                images, labels = (
+                    _member_header(archive, f"{split}_{kind}.npy", limits) for kind in ("images", "labels")
+                )
+                if images is not None or labels is not None:
+                    _check_split(path, split, images, labels, limits)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable .npz file: {exc}") from None
+
+
+def _member_header(archive: zipfile.ZipFile, name: str, limits: ImageLimits) -> tuple | None:
+    """(shape, dtype) of one .npy member, or None if it is absent."""
+    if name not in archive.namelist():
+        return None
+    declared = archive.getinfo(name).file_size
+    if declared > limits.max_file_bytes:
+        raise ValueError(
+            f"{name} inflates to {declared >> 20} MB (data.max_file_megabytes is {limits.max_file_bytes >> 20})"
+        )
+    with archive.open(name) as member:
+        version = np.lib.format.read_magic(member)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(member)
+    return shape, dtype
+
+
+def _check_split(path: Path, split: str, images: tuple | None, labels: tuple | None, limits: ImageLimits) -> None:
+    if images is None or labels is None:
+        raise ValueError(f"{split}_images and {split}_labels come in pairs")
+    (shape, dtype), (label_shape, label_dtype) = images, labels
+    if dtype not in (np.uint8, np.uint16) or len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] not in (1, 3)):
+        raise ValueError(f"{split}_images must be N x H x W (x 1 or 3) 8- or 16-bit images, not {shape} {dtype}")
+    height, width = shape[1:3]
+    if height * width > limits.max_pixels or min(height, width) < limits.min_size:
+        raise ValueError(f"{split}_images are {width}x{height} px, outside data.min_image_size/max_image_pixels")
+    if not np.issubdtype(label_dtype, np.integer) or label_shape[:1] != shape[:1] or len(label_shape) > 2:
+        raise ValueError(
+            f"{split}_labels must be one integer label per image ({shape[0]}), not {label_shape} {label_dtype}"
+        )
 
 
 def count_images(path: Path) -> int:
