@@ -99,6 +99,9 @@ class ScoringOutputs(_Folder):
     quarantine = _file("quarantine.csv")  # inbox files moved aside and why
     quarantined = _file("quarantine")  # the moved files
     heatmaps = _file("heatmaps")
+    review_images = _file("review_images")  # what each review row's doctor sees: <image_id>.png, pixels only
+    index = _file("inbox_index.parquet")  # files read before: path, size, mtime -> image ids
+    import_report = _file("review_import_skipped.csv")  # review rows `review import` could not take, and why
     lock = _file(".scoring.lock")
 
 

@@ -223,9 +223,11 @@ def review_import(
     from medcls import pipeline
 
     r = pipeline.review_import(_project(context), file)
+    held = f"; {r.unchanged} already in the pool as they are" if r.unchanged else ""
+    left = f"; {r.skipped} rows skipped, see {r.report}" if r.skipped else ""
     _say(
         f"added {r.added} reviewed images ({r.corrected} corrected) and {r.auto_added} auto labels to {r.pool_dir} "
-        f"({r.total} in all); `dvc repro` records the new data version and retrains on it"
+        f"({r.total} in all){held}{left}; `dvc repro` records the new data version and retrains on it"
     )
 
 

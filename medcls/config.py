@@ -234,6 +234,9 @@ class ScoreConfig(_Section):
     heatmaps: Literal["review", "all", "none"] = "review"  # Grad-CAM overlays for these rows
     batch_size: PositiveInt = 64
     chunk_size: PositiveInt = 512  # images per scoring task; results are saved after each
+    # Files modified less than this many seconds ago may still be being copied in: they wait for
+    # a later run (writers may also copy under a hidden .name and rename when done).
+    settle_seconds: float = Field(10.0, ge=0.0)
     # Where the scoring tasks run: threads of this process, or a Dask cluster (dask_address, or
     # a local one when null) for inboxes larger than one machine.
     runner: Literal["local", "dask"] = "local"

@@ -146,11 +146,13 @@ def score(
 ) -> ScoreResult:
     """Score the inbox with the production model; `map_chunks` runs the chunks (here, one by one;
     the Prefect flow passes its task runner's map)."""
+    from medcls.data.images import ImageLimits
     from medcls.scoring import load_production_model, score_inbox
 
     production = load_production_model(project.params.registry.model_name)
     inbox, out_dir = inbox or project.paths.inbox, out_dir or project.paths.outputs
-    return score_inbox(project.params.score, production, inbox, out_dir, map_chunks)
+    limits = ImageLimits.of(project.params.data)  # the same guards as at ingest
+    return score_inbox(project.params.score, production, inbox, out_dir, map_chunks, limits)
 
 
 def demo_inbox(project: Project, count: int | None = None) -> list[Path]:
@@ -172,7 +174,8 @@ def review_import(project: Project, reviews_path: Path) -> ImportResult:
 
     paths = project.paths
     predictions = read_predictions(ScoringOutputs(paths.outputs).predictions)
-    return import_review_file(reviews_path, predictions, paths.outputs, paths.raw, paths.reviewed)
+    dicom = project.params.data.dicom  # how DICOM files become pixels, to find the scored ones again
+    return import_review_file(reviews_path, predictions, paths.outputs, paths.raw, paths.reviewed, dicom)
 
 
 def audit(project: Project) -> AuditResult:

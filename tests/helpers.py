@@ -28,7 +28,7 @@ def tiny_params(**sections: dict) -> dict:
         },
         # A one-epoch model misses whole classes: let the gate promote it anyway.
         "registry": {"model_name": f"medcls-test-{uuid.uuid4().hex[:8]}", "min_class_sensitivity": 0.0},
-        "score": {"demo_images": 6},
+        "score": {"demo_images": 6, "settle_seconds": 0},  # tests write files and score them at once
     }
     for section, values in sections.items():
         params[section] = {**params.get(section, {}), **values} if isinstance(values, dict) else values

@@ -115,8 +115,12 @@ def _residual_block(x: keras.KerasTensor, width: int, stride: int, name: str) ->
     shortcut = x
     y = layers.ReLU(name=f"{name}_relu1")(_conv_bn(x, width, stride, name=f"{name}_conv1"))
     y = _conv_bn(y, width, 1, name=f"{name}_conv2")
+    if stride != 1:
+        # Every other pixel, then the 1x1 projection: exactly a 1x1 convolution of stride 2, which
+        # TensorFlow 2.21's oneDNN kernels crash on (CPUs without AVX-512) when a batch is odd.
+        shortcut = layers.MaxPooling2D(pool_size=1, strides=stride, name=f"{name}_subsample")(shortcut)
     if stride != 1 or x.shape[-1] != width:
-        shortcut = _conv_bn(x, width, stride, name=f"{name}_shortcut", kernel=1)
+        shortcut = _conv_bn(shortcut, width, 1, name=f"{name}_shortcut", kernel=1)
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
 
 

@@ -36,9 +36,12 @@ def export_label_studio(queue: pd.DataFrame, class_names: list[str], out_dir: Pa
 
 
 def _task(row: dict, out_dir: Path, files_root: Path) -> dict:
-    heatmap = row.get("heatmap")
+    """One task: the review image scoring wrote (pixels only, named by id: no inbox file name, no
+    DICOM header reaches Label Studio), or for a label-audit row its stored training image."""
+    heatmap, shown = row.get("heatmap"), row.get("review_image")
+    image = out_dir / shown if isinstance(shown, str) and shown else Path(row["path"])
     data = {
-        "image": _local_file(Path(row["path"]), files_root),
+        "image": _local_file(image, files_root),
         "image_id": row["image_id"],
         "model_version": str(row["model_version"]),
         "confidence": round(float(row["confidence"]), 4),
@@ -61,30 +64,39 @@ def _local_file(path: Path, root: Path) -> str:
 
 
 def read_label_studio_export(path: Path) -> pd.DataFrame:
-    """The latest non-cancelled annotation of each task that has one."""
+    """The latest non-cancelled annotation of each task that has one; a file of another shape is
+    one DataError, never a traceback."""
     try:
         tasks = read_json(path)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a Label Studio JSON export: {exc}") from None
-    rows = []
-    for task in tasks if isinstance(tasks, list) else []:
-        annotations = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
-        choices = [
-            result["value"]["choices"][0]
-            for result in (annotations[-1].get("result", []) if annotations else [])
-            if result.get("type") == "choices" and result.get("value", {}).get("choices")
-        ]
-        if choices and "image_id" in task.get("data", {}):
-            annotation = annotations[-1]
-            reviewer = annotation.get("completed_by")
-            rows.append(
-                {
-                    "image_id": task["data"]["image_id"],
-                    "label": choices[0],
-                    "reviewer": str(reviewer.get("email", reviewer) if isinstance(reviewer, dict) else reviewer or ""),
-                    "reviewed_at": annotation.get("updated_at") or annotation.get("created_at") or "",
-                }
-            )
+    rows = [row for task in (tasks if isinstance(tasks, list) else []) if (row := _reviewed(task)) is not None]
     if not rows:
         raise DataError(f"{path}: no annotated task with an image_id (is it a Label Studio JSON export?)")
     return pd.DataFrame(rows)
+
+
+def _reviewed(task: object) -> dict | None:
+    """A task's reviewed label, or None when it has none a reviewer gave (or is malformed)."""
+    data = task.get("data") if isinstance(task, dict) else None
+    annotations = task.get("annotations") if isinstance(task, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("image_id"), str) or not isinstance(annotations, list):
+        return None
+    given = [a for a in annotations if isinstance(a, dict) and not a.get("was_cancelled")]
+    results = given[-1].get("result") if given else None
+    choices = [
+        result["value"]["choices"][0]
+        for result in (results if isinstance(results, list) else [])
+        if isinstance(result, dict) and result.get("type") == "choices" and isinstance(result.get("value"), dict)
+        and isinstance(result["value"].get("choices"), list) and result["value"]["choices"]
+        and isinstance(result["value"]["choices"][0], str)
+    ]  # fmt: skip
+    if not choices:
+        return None
+    reviewer = given[-1].get("completed_by")
+    return {
+        "image_id": data["image_id"],
+        "label": choices[0],
+        "reviewer": str(reviewer.get("email", reviewer) if isinstance(reviewer, dict) else reviewer or ""),
+        "reviewed_at": str(given[-1].get("updated_at") or given[-1].get("created_at") or ""),
+    }

@@ -13,16 +13,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
-from medcls.catalog import LabelledPool, RawData, image_file
+from medcls.catalog import LabelledPool, RawData, ScoringOutputs, image_file
+from medcls.config import DicomConfig
+from medcls.data.images import ImageLimits, encode_png, load_image, unreadable_reason
+from medcls.data.images import image_id as compute_id
 from medcls.data.manifest import load_dataset_facts
 from medcls.errors import DataError
 from medcls.review.audit import audit_queue
 from medcls.review.label_studio import read_label_studio_export
-from medcls.support.files import read_csv_table, write_bytes, write_table
+from medcls.support.files import printable_path, read_csv_table, write_bytes, write_table
 
+_DICOM = DicomConfig()
 POOL_COLUMNS = [
     "path",  # relative to the pool folder, as the `csv:` source reads it
     "label",
@@ -40,21 +45,26 @@ POOL_COLUMNS = [
 @dataclass(frozen=True)
 class ImportResult:
     pool_dir: Path
-    added: int
-    corrected: int  # doctor's label differs from the model's
+    added: int  # doctor-reviewed images new to the pool, or with a changed label
+    corrected: int  # of those, where the doctor's label differs from the model's
     auto_added: int
     total: int
+    unchanged: int = 0  # reviews the pool already held as they are
+    skipped: int = 0  # rows that could not be taken (listed with the reason in `report`)
+    report: Path | None = None
 
 
 def import_review_file(
-    reviews_path: Path, predictions: pd.DataFrame, out_dir: Path, raw_dir: Path, pool_dir: Path
+    reviews_path: Path, predictions: pd.DataFrame, out_dir: Path, raw_dir: Path, pool_dir: Path, dicom: DicomConfig
 ) -> ImportResult:
     """Import a file of reviews of scored images (`predictions`) or of the label audit's rows
-    (in `out_dir`) into the pool; reviewers may give any class of the data set in `raw_dir`."""
+    (in `out_dir`) into the pool; reviewers may give any class of the data set in `raw_dir`.
+    Rows that cannot be taken are skipped and listed, with the reason, in the import report."""
     reviewed = pd.concat([predictions, audit_queue(out_dir)])
     if reviewed.empty:
         raise DataError(f"{reviews_path}: nothing to review yet (no predictions, no label audit); run `medcls score`")
-    return import_reviews(read_reviews(reviews_path, _class_names(raw_dir, reviewed)), reviewed, pool_dir)
+    reviews = read_reviews(reviews_path, _class_names(raw_dir, reviewed))
+    return import_reviews(reviews, reviewed, pool_dir, out_dir, dicom)
 
 
 def _class_names(raw_dir: Path, reviewed: pd.DataFrame) -> list[str]:
@@ -83,64 +93,122 @@ def _review_csv(path: Path) -> pd.DataFrame:
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
     table = table[table["label"] != ""]
-    now = datetime.now(UTC).isoformat(timespec="seconds")
     return pd.DataFrame(
         {
             "image_id": table["image_id"],
             "label": table["label"],
             "reviewer": table.get("reviewer", ""),
-            "reviewed_at": table["reviewed_at"].replace("", now) if "reviewed_at" in table else now,
+            "reviewed_at": table.get("reviewed_at", ""),  # empty: the time of the import, for new rows only
         }
     )
 
 
-def import_reviews(reviews: pd.DataFrame, predictions: pd.DataFrame, pool_dir: Path) -> ImportResult:
-    """Add reviewed images (and the model's auto labels) to the labelled pool. A doctor's label
-    replaces an earlier auto label of the same image; nothing else in the pool changes."""
+def import_reviews(
+    reviews: pd.DataFrame, predictions: pd.DataFrame, pool_dir: Path, out_dir: Path, dicom: DicomConfig = _DICOM
+) -> ImportResult:
+    """Add reviewed images (and the model's auto labels) to the labelled pool, each only if its
+    pixels are still the ones that were scored. A doctor's label replaces an earlier one or an
+    auto label of the same image; a review the pool holds already changes nothing."""
     pool = _read_pool(pool_dir)
     latest = predictions.drop_duplicates("image_id", keep="last").set_index("image_id")
-    unknown = sorted(set(reviews["image_id"]) - set(latest.index))
-    if unknown:
-        raise DataError(f"reviews name images that were never scored: {', '.join(unknown[:5])}")
-    doctor = [
-        _pool_row(latest.loc[r.image_id], r.image_id, r.label, "doctor", r.reviewer, r.reviewed_at, pool_dir)
-        for r in reviews.itertuples()
-    ]
+    held = {(row.image_id, row.label, row.reviewer) for row in pool[pool["label_source"] == "doctor"].itertuples()}
+    doctor, skipped, unchanged = [], [], 0
+    for review in (Review(*row) for row in reviews[list(Review._fields)].itertuples(index=False)):
+        if (review.image_id, review.label, review.reviewer) in held:
+            unchanged += 1
+        elif review.image_id not in latest.index:
+            skipped.append((review.image_id, review.label, "never scored, nor flagged by the label audit"))
+        elif (row := _pool_row(latest.loc[review.image_id], review, "doctor", pool_dir, out_dir, dicom))["reason"]:
+            skipped.append((review.image_id, review.label, row["reason"]))
+        else:
+            doctor.append(row)
     in_pool = set(reviews["image_id"]) | set(pool["image_id"])  # an auto label never replaces anything
-    auto = [
-        _pool_row(row, image_id, row["label"], "auto", f"model v{row['model_version']}", row["scored_at"], pool_dir)
-        for image_id, row in latest[latest["decision"] == "auto"].iterrows()
-        if image_id not in in_pool
-    ]
-    kept = pool[~pool["image_id"].isin(reviews["image_id"])]
-    merged = pd.concat([kept, pd.DataFrame(doctor + auto, columns=POOL_COLUMNS)], ignore_index=True)
-    write_table(LabelledPool(pool_dir).labels, merged)
+    auto = []
+    for image_id, prediction in latest[latest["decision"] == "auto"].iterrows():
+        if image_id not in in_pool:
+            row = _pool_row(prediction, _auto_review(image_id, prediction), "auto", pool_dir, out_dir, dicom)
+            (
+                skipped.append((image_id, row["label"], f"auto label: {row['reason']}"))
+                if row["reason"]
+                else auto.append(row)
+            )
+    replaced = {row["image_id"] for row in doctor}
+    merged = pd.concat([pool[~pool["image_id"].isin(replaced)], pd.DataFrame(doctor + auto, columns=POOL_COLUMNS)],
+                       ignore_index=True)  # fmt: skip
+    if doctor or auto:
+        write_table(LabelledPool(pool_dir).labels, merged)
+    report = _report(skipped, out_dir)
     corrected = sum(row["label"] != row["model_label"] for row in doctor)
-    return ImportResult(pool_dir, len(doctor), corrected, len(auto), len(merged))
+    return ImportResult(pool_dir, len(doctor), corrected, len(auto), len(merged), unchanged, len(skipped), report)
 
 
-def _pool_row(
-    prediction: pd.Series, image_id: str, label: str, source: str, reviewer: str, when: str, pool_dir: Path
-) -> dict:
-    """Copy the scored file into the pool (by content id, so a re-import copies nothing)."""
-    origin = Path(prediction["path"].split("#frame")[0])
-    if not origin.is_file():
-        raise DataError(f"{origin}: the scored image is gone from the inbox; cannot add it to the pool")
-    relative = image_file(image_id, origin.suffix.lower())
-    if not (pool_dir / relative).exists():
-        write_bytes(pool_dir / relative, origin.read_bytes())
+class Review(NamedTuple):
+    """A label given to a scored image: by a doctor, or by the model (an auto label)."""
+
+    image_id: str
+    label: str
+    reviewer: str
+    reviewed_at: str
+
+
+def _auto_review(image_id: str, prediction: pd.Series) -> Review:
+    return Review(image_id, prediction["label"], f"model v{prediction['model_version']}", prediction["scored_at"])
+
+
+def _pool_row(prediction: pd.Series, review, source: str, pool_dir: Path, out_dir: Path, dicom: DicomConfig) -> dict:
+    """Store the scored pixels in the pool as a lossless PNG named by their id; the row, with
+    `reason` saying why it could not be taken (else empty)."""
+    pixels, reason = _scored_pixels(prediction, review.image_id, out_dir, dicom)
+    relative = image_file(review.image_id, ".png")
+    if pixels is not None and not (pool_dir / relative).exists():
+        write_bytes(pool_dir / relative, encode_png(pixels))
     return {
         "path": relative,
-        "label": label,
+        "label": review.label,
         "split": "",  # train where the source has splits; split by patient where it has none
         "label_source": source,
-        "reviewer": reviewer,
-        "reviewed_at": when,
-        "image_id": image_id,
+        "reviewer": review.reviewer,
+        "reviewed_at": review.reviewed_at or datetime.now(UTC).isoformat(timespec="seconds"),
+        "image_id": review.image_id,
         "model_version": str(prediction["model_version"]),
         "model_label": prediction["label"],
         "confidence": float(prediction["confidence"]),
+        "reason": reason,
     }
+
+
+def _scored_pixels(prediction: pd.Series, image_id: str, out_dir: Path, dicom: DicomConfig):
+    """(the pixels that were scored, "") from the review image scoring kept, else from the file
+    at the scored path (a training image, for label-audit rows); (None, why) when neither holds
+    them any more."""
+    shown = str(prediction.get("review_image", "") or "")
+    path, frame = _scored_path(prediction)
+    source = out_dir / shown if shown else path
+    try:
+        images = load_image(source, ImageLimits(), dicom)
+        pixels = images[frame if frame is not None and len(images) > 1 else 0].pixels
+    except Exception as exc:  # gone, unreadable, a name that no longer decodes: this row only
+        return None, f"the scored image is no longer readable at {printable_path(source)} ({unreadable_reason(exc)})"
+    if compute_id(pixels) != image_id:
+        return None, f"{printable_path(source)} now holds other pixels than were scored"
+    return pixels, ""
+
+
+def _scored_path(prediction: pd.Series) -> tuple[Path, int | None]:
+    """The scored file and frame (older predictions wrote `<path>#frame<n>`)."""
+    path, frame = str(prediction["path"]), str(prediction.get("frame", "") or "")
+    if not frame and "#frame" in path:
+        path, frame = path.rsplit("#frame", 1)
+    return Path(path), int(frame) if frame.isdigit() else None
+
+
+def _report(skipped: list[tuple[str, str, str]], out_dir: Path) -> Path | None:
+    """The rows left out and why, beside the review queue; None when every row was taken."""
+    path = ScoringOutputs(out_dir).import_report
+    if not skipped:
+        path.unlink(missing_ok=True)
+        return None
+    return write_table(path, pd.DataFrame(skipped, columns=["image_id", "label", "reason"]))
 
 
 def _read_pool(pool_dir: Path) -> pd.DataFrame:

@@ -17,7 +17,7 @@ def scoring_lock(out_dir: Path) -> Iterator[None]:
     """Hold the output folder's lock, or fail at once naming the holder's pid. The kernel releases
     the lock when its holder exits, also when it is killed, so a crashed run never blocks the next."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(ScoringOutputs(out_dir).lock, os.O_RDWR | os.O_CREAT, 0o644)
+    descriptor = os.open(ScoringOutputs(out_dir).lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,5 +1,6 @@
 """Scoring one batch: the model's probabilities and features in one forward pass, the triage
-columns, and heat maps for the rows that get one."""
+columns, and for the rows a doctor will see, a heat map and the image itself as a PNG (pixels
+only: no file name, no DICOM header)."""
 
 from __future__ import annotations
 
@@ -10,31 +11,39 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medcls.catalog import ScoringOutputs
 from medcls.config import ScoreConfig
+from medcls.data.images import encode_png
 from medcls.model.network import logits_kernel, with_features
 from medcls.registry.models import RegisteredModel
 from medcls.scoring.heatmaps import class_activation_maps, save_heatmaps
+from medcls.scoring.reader import ScannedImage
 from medcls.scoring.triage import triage
+from medcls.support.files import write_bytes
 
 
 def score_batch(
-    images: list[tuple[str, str, np.ndarray]], production: RegisteredModel, cfg: ScoreConfig, out_dir: Path
+    images: list[ScannedImage], production: RegisteredModel, cfg: ScoreConfig, out_dir: Path
 ) -> pd.DataFrame:
-    """One row per (name, image id, prepared array)."""
-    batch = np.stack([array for _, _, array in images]).astype(np.float32)
+    """One row per image."""
+    batch = np.stack([image.prepared for image in images]).astype(np.float32)
     # predict_on_batch: model.predict's per-call set-up costs as much as predicting 200 images here.
     probabilities, features = _with_features(production.model).predict_on_batch(batch)
     probabilities = probabilities.astype(np.float64)
     rows = pd.DataFrame(
         {
-            "image_id": [digest for _, digest, _ in images],
-            "path": [name for name, _, _ in images],
+            "image_id": [image.image_id for image in images],
+            "path": [image.path for image in images],
+            "frame": ["" if image.frame is None else str(image.frame) for image in images],
             **triage(probabilities, production.class_names, cfg.confidence_threshold),
             "model_version": production.version,
             "scored_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
     )
-    wanted = {"all": np.ones(len(rows), bool), "review": rows["decision"].to_numpy() == "review"}.get(cfg.heatmaps)
+    review = rows["decision"].to_numpy() == "review"
+    rows["review_image"] = [_save_review_image(image, out_dir) if wanted else "" for image, wanted in
+                            zip(images, review, strict=True)]  # fmt: skip
+    wanted = {"all": np.ones(len(rows), bool), "review": review}.get(cfg.heatmaps)
     rows["heatmap"] = ""
     if wanted is not None and wanted.any():
         classes = probabilities[wanted].argmax(axis=1)
@@ -42,6 +51,15 @@ def score_batch(
         ids = rows.loc[wanted, "image_id"].tolist()
         rows.loc[wanted, "heatmap"] = save_heatmaps(batch[wanted], maps, ids, production.version, out_dir)
     return rows
+
+
+def _save_review_image(image: ScannedImage, out_dir: Path) -> str:
+    """The decoded pixels, losslessly, named by their id: what a doctor reviews and what a review
+    imports into the labelled pool, whatever happens to the inbox file meanwhile."""
+    target = ScoringOutputs(out_dir).review_images / f"{image.image_id}.png"
+    if not target.exists():
+        write_bytes(target, encode_png(image.pixels))
+    return target.relative_to(out_dir).as_posix()
 
 
 @functools.lru_cache(maxsize=2)

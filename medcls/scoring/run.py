@@ -18,16 +18,20 @@ import pandas as pd
 
 from medcls.catalog import ScoringOutputs
 from medcls.config import ScoreConfig
+from medcls.data.images import ImageLimits
 from medcls.errors import DataError
 from medcls.registry.models import RegisteredModel, load_model_version
 from medcls.review import publish_review_queue
+from medcls.scoring.inbox import InboxFile, InboxIndex, scan_inbox
 from medcls.scoring.lock import scoring_lock
 from medcls.scoring.predict import score_batch
-from medcls.scoring.quarantine import quarantine_files
+from medcls.scoring.quarantine import quarantine_files, readmit_changed
 from medcls.scoring.reader import ChunkReader
-from medcls.scoring.store import fold_pending, of_version, read_predictions, save_part, scored_ids
+from medcls.scoring.store import fold_pending, of_version, save_part, scored_ids
 from medcls.support.parallel import batched
 from medcls.support.progress import track
+
+_DEFAULT_LIMITS = ImageLimits()
 
 
 @dataclass(frozen=True)
@@ -40,12 +44,15 @@ class ScoreResult:
     quarantined: int
     auto: int
     review: int
+    settling: int = 0  # files left for a later run: modified within score.settle_seconds
+    readmitted: int = 0  # quarantined files that changed, back in the inbox
 
     def summary(self) -> str:
         """One line for the CLI and the flow's log: this run's counts, and the version's in all."""
+        later = f", {self.settling} still being written (next run)" if self.settling else ""
         return (
             f"scored {self.scored} images with v{self.model_version}: {self.auto} auto-labelled, "
-            f"{self.review} to review in all; {self.skipped} already scored, {self.quarantined} quarantined"
+            f"{self.review} to review in all; {self.skipped} already scored, {self.quarantined} quarantined{later}"
         )
 
 
@@ -53,7 +60,8 @@ class ScoreResult:
 class ChunkResult:
     rows: pd.DataFrame
     skipped: int
-    unreadable: list[tuple[Path, str]]  # (file, reason): quarantined when the chunk is saved
+    unreadable: list[tuple[InboxFile, str]]  # (file, reason): quarantined when the chunk is saved
+    read: list[tuple[InboxFile, list[str]]]  # (file, the image ids it held): for the inbox index
 
 
 @dataclass(frozen=True)
@@ -66,64 +74,117 @@ class ChunkScorer:
     cfg: ScoreConfig
     out_dir: Path
     done: frozenset[str]  # image ids this version has already scored
+    limits: ImageLimits
 
-    def __call__(self, files: list[Path]) -> ChunkResult:
-        return score_chunk(files, load_model_version(self.model_name, self.version), self.cfg, self.out_dir, self.done)
+    def __call__(self, files: list[InboxFile]) -> ChunkResult:
+        production = load_model_version(self.model_name, self.version)
+        return score_chunk(files, production, self.cfg, self.out_dir, self.done, self.limits)
 
 
 # Runs the scorer over the chunks somewhere and yields their results in order: `map` runs them
 # here one by one; the Prefect flow maps them as tasks.
-ChunkMapper = Callable[[ChunkScorer, list[list[Path]]], Iterable[ChunkResult]]
+ChunkMapper = Callable[[ChunkScorer, list[list[InboxFile]]], Iterable[ChunkResult]]
 
 
 def score_inbox(
-    cfg: ScoreConfig, production: RegisteredModel, inbox: Path, out_dir: Path, map_chunks: ChunkMapper = map
+    cfg: ScoreConfig,
+    production: RegisteredModel,
+    inbox: Path,
+    out_dir: Path,
+    map_chunks: ChunkMapper = map,
+    limits: ImageLimits = _DEFAULT_LIMITS,
 ) -> ScoreResult:
     """Score every new image in `inbox`, chunk by chunk, under the output folder's lock: each
     chunk's rows are saved as it arrives, and folded into predictions.csv once at the end. A run
-    killed at any point loses no saved row: the next run folds them in first and scores the rest."""
+    killed at any point loses no saved row: the next run folds them in first and scores the rest.
+    Files the inbox index knows unchanged, and already scored, are not read again."""
+    if not inbox.is_dir():
+        raise DataError(f"inbox {inbox} is not a folder (score.inbox, or --inbox)")
+    outputs = ScoringOutputs(out_dir)
     with scoring_lock(out_dir):
-        chunks = _plan_chunks(inbox, cfg.chunk_size)
-        predictions = fold_pending(out_dir, read_predictions(ScoringOutputs(out_dir).predictions))
-        done = scored_ids(predictions, production.version)
-        scorer = ChunkScorer(production.name, production.version, cfg, out_dir, done)
+        readmitted = readmit_changed(out_dir, inbox)
+        scan = scan_inbox(inbox, cfg.settle_seconds)
+        done = scored_ids(fold_pending(out_dir), production.version)
+        index = InboxIndex.load(outputs.index, inbox)
+        to_read, skipped = _plan(scan.files, index, done)
+        quarantine_files(scan.refused, out_dir)  # links out of the inbox: the link moves, not its target
+        moved: set[Path] = set()
+        scorer = ChunkScorer(production.name, production.version, cfg, out_dir, done, limits)
+        chunks = [to_read[start : start + cfg.chunk_size] for start in range(0, len(to_read), cfg.chunk_size)]
         run = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
         results = []
         scored = zip(chunks, map_chunks(scorer, chunks), strict=True)
-        for number, (_, result) in enumerate(track(scored, "scoring", sum(map(len, chunks)), "files", _files_in)):
-            quarantine_files(result.unreadable, out_dir)
-            save_part(out_dir, result.rows, f"{run}-{number:06d}")
+        for number, (_, result) in enumerate(track(scored, "scoring", len(to_read), "files", _files_in)):
+            moved |= _save_chunk(result, index, out_dir, f"{run}-{number:06d}")
             results.append(result)
-        return _finish(cfg, production, out_dir, fold_pending(out_dir, predictions), results)
+        index.save(outputs.index, [file for file in scan.files if file.path not in moved])
+        counts = {
+            "skipped": skipped,
+            "quarantined": len(scan.refused),
+            "settling": scan.settling,
+            "readmitted": readmitted,
+        }
+        return _finish(cfg, production, out_dir, fold_pending(out_dir), results, counts)
 
 
 def score_chunk(
-    files: list[Path], production: RegisteredModel, cfg: ScoreConfig, out_dir: Path, done: frozenset[str]
+    files: list[InboxFile],
+    production: RegisteredModel,
+    cfg: ScoreConfig,
+    out_dir: Path,
+    done: frozenset[str],
+    limits: ImageLimits = _DEFAULT_LIMITS,
 ) -> ChunkResult:
-    """Decode, prepare and predict one chunk; heat maps for the rows that need one. Files are
-    decoded on background threads while the model predicts the batches already prepared, so both
-    keep the cores busy. Unreadable files are reported for quarantine; images already scored by
-    this version (or copies) are skipped. It writes only its own heat maps, so chunks can run in
-    parallel, anywhere."""
-    reader = ChunkReader(production, set(done))
+    """Decode, prepare and predict one chunk; heat maps and review images for the rows that need
+    them. Files are decoded on background threads while the model predicts the batches already
+    prepared, so both keep the cores busy. Unreadable files are reported for quarantine; images
+    already scored by this version (or copies) are skipped. It writes only its own heat maps and
+    review images, so chunks can run in parallel, anywhere."""
+    reader = ChunkReader(production, limits, set(done))
     parts = [score_batch(batch, production, cfg, out_dir) for batch in batched(reader.fresh(files), cfg.batch_size)]
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    return ChunkResult(rows, reader.skipped, reader.rejected)
+    return ChunkResult(rows, reader.skipped, reader.rejected, reader.read)
 
 
-def _files_in(scored: tuple[list[Path], ChunkResult]) -> int:
+def _plan(files: list[InboxFile], index: InboxIndex, done: frozenset[str]) -> tuple[list[InboxFile], int]:
+    """The files to read, and how many images the index shows scored already (no need to read
+    them). A file is read again when it changed, or holds an image this version has not scored."""
+    to_read, skipped = [], 0
+    for file in files:
+        known = index.known(file)
+        if known is not None and known.unreadable:
+            continue  # unreadable and could not be moved aside: it is in quarantine.csv already
+        if known is not None and known.image_ids and done.issuperset(known.image_ids):
+            skipped += len(known.image_ids)
+        else:
+            to_read.append(file)
+    return to_read, skipped
+
+
+def _save_chunk(result: ChunkResult, index: InboxIndex, out_dir: Path, name: str) -> set[Path]:
+    """Quarantine the chunk's unreadable files, save its rows as a pending part, and note in the
+    index what each file held (or why it stays unread); returns the files moved away."""
+    stuck = set(quarantine_files([(file.path, reason) for file, reason in result.unreadable], out_dir))
+    save_part(out_dir, result.rows, name)
+    for file, image_ids in result.read:
+        index.record(file, image_ids)
+    for file, reason in result.unreadable:
+        if file.path in stuck:
+            index.record(file, [], reason)
+    return {file.path for file, _ in result.unreadable if file.path not in stuck}
+
+
+def _files_in(scored: tuple[list[InboxFile], ChunkResult]) -> int:
     return len(scored[0])
 
 
-def _plan_chunks(inbox: Path, chunk_size: int) -> list[list[Path]]:
-    if not inbox.is_dir():
-        raise DataError(f"inbox {inbox} is not a folder (score.inbox, or --inbox)")
-    files = sorted(path for path in inbox.rglob("*") if path.is_file() and not path.name.startswith("."))
-    return [files[start : start + chunk_size] for start in range(0, len(files), chunk_size)]
-
-
 def _finish(
-    cfg: ScoreConfig, production: RegisteredModel, out_dir: Path, predictions: pd.DataFrame, chunks: list[ChunkResult]
+    cfg: ScoreConfig,
+    production: RegisteredModel,
+    out_dir: Path,
+    predictions: pd.DataFrame,
+    chunks: list[ChunkResult],
+    counts: dict[str, int],
 ) -> ScoreResult:
     """Publish the review queue of this version's predictions and count what the run did."""
     current = of_version(predictions, production.version)
@@ -135,8 +196,10 @@ def _finish(
         outputs.review_queue,
         production.version,
         scored=sum(len(chunk.rows) for chunk in chunks),
-        skipped=sum(chunk.skipped for chunk in chunks),
-        quarantined=sum(len(chunk.unreadable) for chunk in chunks),
+        skipped=counts["skipped"] + sum(chunk.skipped for chunk in chunks),
+        quarantined=counts["quarantined"] + sum(len(chunk.unreadable) for chunk in chunks),
         auto=int(decisions.get("auto", 0)),
         review=int(decisions.get("review", 0)),
+        settling=counts["settling"],
+        readmitted=counts["readmitted"],
     )

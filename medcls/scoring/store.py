@@ -14,7 +14,7 @@ import pandas as pd
 from medcls.catalog import ScoringOutputs
 from medcls.support.files import read_csv_table, write_table
 
-TEXT_COLUMNS = ("model_version", "heatmap")
+TEXT_COLUMNS = ("model_version", "heatmap", "review_image", "frame")
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
@@ -28,11 +28,14 @@ def save_part(out_dir: Path, rows: pd.DataFrame, name: str) -> None:
         write_table(ScoringOutputs(out_dir).pending / f"{name}.csv", rows)
 
 
-def fold_pending(out_dir: Path, predictions: pd.DataFrame) -> pd.DataFrame:
+def fold_pending(out_dir: Path) -> pd.DataFrame:
     """predictions.csv with the pending parts appended (the earliest row of an image and version
     kept), written atomically before the parts are removed: a run killed in between folds the
-    same parts again next time, and the duplicates drop out."""
+    same parts again next time, and the duplicates drop out. What is saved is read again here,
+    not taken from earlier in the run, so rows another scorer saved meanwhile stay (should the
+    output folder's lock not be shared, as on NFS without working locks)."""
     outputs = ScoringOutputs(out_dir)
+    predictions = read_predictions(outputs.predictions)
     parts = sorted(outputs.pending.glob("*.csv"))
     if not parts:
         return predictions

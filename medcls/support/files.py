@@ -15,11 +15,13 @@ import pandas as pd
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
-    """Write to a temporary file beside `path`, flush it to disk, then rename over `path`."""
+    """Write to a temporary file beside `path`, flush it to disk, rename it over `path`, then flush
+    the folder (the rename itself survives a crash). The file gets the ordinary mode, 0644."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "wb") as stream:
+            os.fchmod(stream.fileno(), 0o644)  # mkstemp makes it 0600
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
@@ -27,7 +29,16 @@ def write_bytes(path: Path, data: bytes) -> Path:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    _sync_folder(path.parent)
     return path
+
+
+def _sync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def write_json(path: Path, payload: object) -> Path:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import pandas as pd
 import pytest
 
 from medcls import pipeline
+from medcls.data.images import image_id
 from medcls.data.manifest import load_manifest
 from medcls.data.splits import split_by_patient
 from medcls.errors import DataError
@@ -53,7 +55,8 @@ def test_reviewed_labels_join_training_and_a_doctor_overrides_the_source(project
 def test_label_studio_export_round_trip_and_auto_labels(project, tmp_path: Path):
     tasks = json.loads((project.paths.outputs / "review_tasks.json").read_text())
     task = tasks[0]
-    assert task["data"]["image"].startswith("/data/local-files/?d=data/inbox/")
+    # Label Studio is shown the scored pixels as a PNG named by id: no inbox file name, no DICOM header.
+    assert task["data"]["image"] == f"/data/local-files/?d=outputs/review_images/{task['data']['image_id']}.png"
     label = task["predictions"][0]["result"][0]["value"]["choices"][0]
     task["annotations"] = [
         {
@@ -92,15 +95,56 @@ def _from_auto_labels(origins: pd.Series) -> pd.Series:
     return origins.str.startswith("auto-labelled/")
 
 
-def test_reviews_with_unknown_labels_or_images_are_refused(project, tmp_path: Path):
+def test_a_file_with_labels_outside_the_task_is_refused_whole(project, tmp_path: Path):
     image_id = pd.read_csv(project.paths.outputs / "predictions.csv")["image_id"][0]
     pd.DataFrame({"image_id": [image_id], "label": ["unicorn"]}).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(DataError, match="'unicorn'"):
         pipeline.review_import(project, tmp_path / "bad.csv")
-    pd.DataFrame({"image_id": ["f" * 64], "label": ["normal"]}).to_csv(tmp_path / "unknown.csv", index=False)
-    with pytest.raises(DataError, match="never scored"):
-        pipeline.review_import(project, tmp_path / "unknown.csv")
     assert not (project.paths.reviewed / "labels.csv").exists()  # nothing half-imported
+
+
+def test_bad_rows_are_skipped_and_reported_and_no_label_lands_on_other_pixels(project, tmp_path: Path):
+    outputs = project.paths.outputs
+    predictions = pd.read_csv(outputs / "predictions.csv", dtype=str, keep_default_na=False)
+    review = predictions[predictions["review_image"] != ""].reset_index(drop=True)
+    good, tampered, vanished = review["image_id"][:3]
+    # The image a doctor saw is overwritten with other pixels, and another one is gone for good.
+    other = cv2.imread(str(outputs / review["review_image"][2]), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(outputs / review["review_image"][1]), 255 - other)
+    (outputs / review["review_image"][2]).unlink()
+    Path(review["path"][2]).unlink()
+    # Auto labels whose file moved away meanwhile, under a name that is not UTF-8.
+    moved_auto = predictions["image_id"].isin(review["image_id"][3:5])
+    predictions.loc[moved_auto, ["decision", "review_image", "path"]] = ["auto", "", "/gone/scan-\\xff.png"]
+    predictions.to_csv(outputs / "predictions.csv", index=False)
+    labels = {scored: predictions.set_index("image_id").loc[scored, "label"] for scored in (good, tampered, vanished)}
+    reviews = pd.DataFrame({"image_id": [good, tampered, vanished, "f" * 64],
+                            "label": [labels[good], labels[tampered], labels[vanished], labels[good]]})  # fmt: skip
+    reviews.to_csv(tmp_path / "reviewed.csv", index=False)
+
+    imported = pipeline.review_import(project, tmp_path / "reviewed.csv")
+    auto_rows = int((predictions["decision"] == "auto").sum())
+    assert auto_rows >= 2
+    assert (imported.added, imported.auto_added, imported.skipped) == (1, 0, 3 + auto_rows)
+    report = pd.read_csv(imported.report).set_index("image_id")["reason"]
+    assert "now holds other pixels than were scored" in report[tampered]
+    assert "no longer readable" in report[vanished]
+    assert report["f" * 64] == "never scored, nor flagged by the label audit"
+    assert report.str.startswith("auto label: the scored image is no longer readable at /gone/scan-").sum() == auto_rows
+    pool = pd.read_csv(project.paths.reviewed / "labels.csv")
+    assert pool["image_id"].tolist() == [good]
+    stored = cv2.imread(str(project.paths.reviewed / pool["path"][0]), cv2.IMREAD_UNCHANGED)
+    assert image_id(stored) == good  # the very pixels the doctor saw
+
+
+def test_importing_the_same_reviews_again_changes_nothing(project, tmp_path: Path):
+    queue = pd.read_csv(project.paths.outputs / "review_queue.csv", keep_default_na=False)
+    queue.head(2)[["image_id", "label"]].to_csv(tmp_path / "reviewed.csv", index=False)  # no reviewed_at: "now"
+    first = pipeline.review_import(project, tmp_path / "reviewed.csv")
+    labels = (project.paths.reviewed / "labels.csv").read_bytes()
+    again = pipeline.review_import(project, tmp_path / "reviewed.csv")
+    assert (first.added, again.added, again.unchanged) == (2, 0, 2)
+    assert (project.paths.reviewed / "labels.csv").read_bytes() == labels  # no new version for DVC to retrain on
 
 
 def test_reviews_of_audit_rows_import_without_any_predictions(project, tmp_path: Path):

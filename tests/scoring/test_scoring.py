@@ -37,7 +37,7 @@ def test_scoring_writes_one_row_per_image_and_skips_them_next_time(trained_proje
     inbox = tmp_path / "inbox"
     copied = make_demo_inbox(trained_project.paths.raw, inbox, 7, seed=1)
     shutil.copy(copied[0], inbox / "same-pixels-again.png")
-    result = score_inbox(ScoreConfig(), production, inbox, tmp_path / "out")
+    result = score_inbox(ScoreConfig(settle_seconds=0), production, inbox, tmp_path / "out")
     predictions = pd.read_csv(result.predictions_path, dtype={"model_version": str})
     assert (result.scored, result.skipped, result.quarantined) == (7, 1, 0)
     assert len(predictions) == 7 and predictions["image_id"].is_unique
@@ -46,7 +46,7 @@ def test_scoring_writes_one_row_per_image_and_skips_them_next_time(trained_proje
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
     assert (predictions["model_version"] == production.version).all()
 
-    again = score_inbox(ScoreConfig(), production, inbox, tmp_path / "out")
+    again = score_inbox(ScoreConfig(settle_seconds=0), production, inbox, tmp_path / "out")
     assert (again.scored, again.skipped) == (0, 8)
     assert len(pd.read_csv(again.predictions_path)) == 7
 
@@ -59,7 +59,7 @@ def test_scores_match_the_evaluated_model(trained_project, production, tmp_path:
     inbox.mkdir()
     for file in files:
         shutil.copy(trained_project.paths.raw / file, inbox)
-    result = score_inbox(ScoreConfig(), production, inbox, tmp_path / "out")
+    result = score_inbox(ScoreConfig(settle_seconds=0), production, inbox, tmp_path / "out")
     scored = pd.read_csv(result.predictions_path).set_index("image_id").loc[ids[:5]]
     expected = production.model.predict(x[:5].astype(np.float32), verbose=0)
     columns = [f"prob_{name}" for name in production.class_names]
@@ -70,12 +70,14 @@ def test_a_row_is_auto_exactly_where_its_confidence_reaches_the_threshold(traine
     """Checked as a rule on every row: a float32 softmax can round to exactly 1.0, which reaches
     even a threshold of 1.0."""
     make_demo_inbox(trained_project.paths.raw, tmp_path / "inbox", 12, seed=2)
-    everything = score_inbox(ScoreConfig(confidence_threshold=0.0), production, tmp_path / "inbox", tmp_path / "all")
+    everything = score_inbox(
+        ScoreConfig(settle_seconds=0, confidence_threshold=0.0), production, tmp_path / "inbox", tmp_path / "all"
+    )
     confidence = pd.read_csv(everything.predictions_path)["confidence"]
     assert everything.auto == 12 and confidence.max() > confidence.min()
     middle = (confidence.min() + confidence.max()) / 2
     for number, threshold in enumerate((middle, 1.0)):
-        cfg = ScoreConfig(confidence_threshold=threshold)
+        cfg = ScoreConfig(settle_seconds=0, confidence_threshold=threshold)
         result = score_inbox(cfg, production, tmp_path / "inbox", tmp_path / f"out-{number}")
         predictions = pd.read_csv(result.predictions_path)
         expected = np.where(predictions["confidence"] >= threshold, "auto", "review")
@@ -92,7 +94,7 @@ def test_unreadable_files_are_quarantined_and_the_run_goes_on(trained_project, p
     make_demo_inbox(trained_project.paths.raw, inbox, 3, seed=3)
     (inbox / "scan.png").write_bytes(b"not really a png")
     (inbox / "report.pdf").write_bytes(b"%PDF-1.4")
-    result = score_inbox(ScoreConfig(), production, inbox, tmp_path / "out")
+    result = score_inbox(ScoreConfig(settle_seconds=0), production, inbox, tmp_path / "out")
     assert (result.scored, result.quarantined) == (3, 2)
     assert not (inbox / "scan.png").exists()
     quarantine = pd.read_csv(tmp_path / "out" / "quarantine.csv")
@@ -105,7 +107,7 @@ def test_unreadable_files_are_quarantined_and_the_run_goes_on(trained_project, p
 
 def test_missing_inbox_is_a_clear_error(production, tmp_path: Path):
     with pytest.raises(DataError, match="is not a folder"):
-        score_inbox(ScoreConfig(), production, tmp_path / "typo", tmp_path / "out")
+        score_inbox(ScoreConfig(settle_seconds=0), production, tmp_path / "typo", tmp_path / "out")
 
 
 def test_no_production_model_is_a_clear_error():
@@ -116,7 +118,7 @@ def test_no_production_model_is_a_clear_error():
 def test_review_rows_get_uncertainty_and_a_heat_map(trained_project, production, tmp_path: Path):
     make_demo_inbox(trained_project.paths.raw, tmp_path / "inbox", 6, seed=4)
     out = tmp_path / "out"
-    cfg = ScoreConfig(confidence_threshold=1.0, review_order="margin")
+    cfg = ScoreConfig(settle_seconds=0, confidence_threshold=1.0, review_order="margin")
     result = score_inbox(cfg, production, tmp_path / "inbox", out)
     queue = pd.read_csv(result.review_path, keep_default_na=False)
     assert queue["margin"].is_monotonic_increasing and (queue["reason"] == "uncertain").all()
@@ -137,9 +139,11 @@ def test_review_rows_get_uncertainty_and_a_heat_map(trained_project, production,
 
 def test_auto_rows_get_no_heat_map_unless_asked(trained_project, production, tmp_path: Path):
     make_demo_inbox(trained_project.paths.raw, tmp_path / "inbox", 3, seed=5)
-    result = score_inbox(ScoreConfig(confidence_threshold=0.0), production, tmp_path / "inbox", tmp_path / "plain")
+    result = score_inbox(
+        ScoreConfig(settle_seconds=0, confidence_threshold=0.0), production, tmp_path / "inbox", tmp_path / "plain"
+    )
     assert (pd.read_csv(result.predictions_path, keep_default_na=False)["heatmap"] == "").all()
-    cfg = ScoreConfig(confidence_threshold=0.0, heatmaps="all")
+    cfg = ScoreConfig(settle_seconds=0, confidence_threshold=0.0, heatmaps="all")
     result = score_inbox(cfg, production, tmp_path / "inbox", tmp_path / "all")
     assert (pd.read_csv(result.predictions_path, keep_default_na=False)["heatmap"] != "").all()
 
@@ -154,7 +158,7 @@ def test_a_quarantine_recorded_but_never_moved_is_redone_once(trained_project, p
     pd.DataFrame([never_moved | {"reason": "x", "quarantined_at": "2026-11-24T00:00:00+00:00"}]).to_csv(
         out / "quarantine.csv", index=False
     )
-    assert score_inbox(ScoreConfig(), production, inbox, out).quarantined == 1
+    assert score_inbox(ScoreConfig(settle_seconds=0), production, inbox, out).quarantined == 1
     quarantine = pd.read_csv(out / "quarantine.csv")
     assert len(quarantine) == 1 and Path(quarantine["moved_to"][0]).is_file()
     assert not (inbox / "broken.png").exists()
@@ -163,8 +167,8 @@ def test_a_quarantine_recorded_but_never_moved_is_redone_once(trained_project, p
 def test_a_second_run_on_the_same_outputs_is_refused_while_one_runs(trained_project, production, tmp_path: Path):
     make_demo_inbox(trained_project.paths.raw, tmp_path / "inbox", 2, seed=6)
     with scoring_lock(tmp_path / "out"), pytest.raises(ScoringBusy, match=f"pid {os.getpid()}"):
-        score_inbox(ScoreConfig(), production, tmp_path / "inbox", tmp_path / "out")
-    assert score_inbox(ScoreConfig(), production, tmp_path / "inbox", tmp_path / "out").scored == 2
+        score_inbox(ScoreConfig(settle_seconds=0), production, tmp_path / "inbox", tmp_path / "out")
+    assert score_inbox(ScoreConfig(settle_seconds=0), production, tmp_path / "inbox", tmp_path / "out").scored == 2
 
 
 def test_a_killed_run_and_its_restart_score_every_image_exactly_once(trained_project, tmp_path: Path):

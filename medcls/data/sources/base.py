@@ -3,8 +3,9 @@ pool) share: entries that become tasks, each turning one file into images or rej
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -100,19 +101,24 @@ class FileEntry:
     patient: str | None = None
     split: str | None = None
     rejection: str | None = None  # known unusable before reading
+    within: Path | None = None  # the folder the file must really be in (a link may not lead out)
 
 
-def file_source(labels: list[str] | set[str], entries: list[FileEntry], cfg: DataConfig) -> Source:
+def file_source(
+    labels: list[str] | set[str], entries: Iterable[FileEntry], cfg: DataConfig, size: int | None = None
+) -> Source:
     """A source reading `entries` as image files, under the size limits of `cfg`."""
     limits = ImageLimits.of(cfg)
     pattern = re.compile(cfg.patient_pattern)
     tasks = (partial(_read_entry, entry, limits, cfg, pattern) for entry in entries)
-    return Source(tuple(sorted(labels)), tasks, size=len(entries))
+    return Source(tuple(sorted(labels)), tasks, size=len(entries) if isinstance(entries, list) else size)
 
 
 def _read_entry(entry: FileEntry, limits: ImageLimits, cfg: DataConfig, pattern: re.Pattern[str]) -> list[SourceItem]:
     if entry.rejection:
         return [Rejected(entry.origin, entry.rejection)]
+    if entry.within is not None and not _inside(os.path.realpath(entry.path), entry.within):
+        return [Rejected(entry.origin, "a link that leads out of the source's folder (refused)")]
     try:
         return _items(entry, load_image(entry.path, limits, cfg.dicom), pattern)
     except Exception as exc:  # one file must never stop ingest: it is quarantined with the reason
@@ -132,6 +138,11 @@ def _items(entry: FileEntry, images: list, pattern: re.Pattern[str]) -> list[Sou
         items.append(image_item(origin, entry.label, patient, entry.split, image.pixels, image.encoded, image.suffix,
                                 patient_from))  # fmt: skip
     return items
+
+
+def _inside(path: str, folder: Path) -> bool:
+    root = os.path.realpath(folder)
+    return path == root or path.startswith(root + os.sep)
 
 
 def _patient_from_name(name: str, pattern: re.Pattern[str]) -> str | None:

@@ -45,6 +45,6 @@ def _files_under(folder: Path, root: Path, label: str | None, split=None, reject
     """Every file in `folder` (or `folder` itself if it is a file); broken links too: reported."""
     files = sorted(path for path in folder.rglob("*") if not path.is_dir()) if folder.is_dir() else [folder]
     return [
-        FileEntry(path, printable_path(path.relative_to(root)), label, split=split, rejection=rejection)
+        FileEntry(path, printable_path(path.relative_to(root)), label, split=split, rejection=rejection, within=root)
         for path in files
     ]
