@@ -50,8 +50,10 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     from flows.scoring import batch_scoring
     from medcls import pipeline
     from medcls.config import Params
+    from medcls.data.images import ImageLimits
     from medcls.data.preprocess import prepare_files
     from medcls.scoring import load_production_model
+    from medcls.scoring.inbox import InboxFile
     from medcls.scoring.reader import ChunkReader
 
     config = Params.model_validate(params)
@@ -71,13 +73,14 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     model.predict(arrays[:64], batch_size=config.score.batch_size, verbose=0)
 
     production = load_production_model(config.registry.model_name)
+    inbox_files = [InboxFile(file, file.stat().st_size, file.stat().st_mtime_ns) for file in files]
     seconds: dict[str, list[float]] = {"flow": [], "ceiling": [], "read": [], "predict": []}
     for repeat in range(args.repeats):  # interleaved, so that all see the same machine
         params["score"]["output_dir"] = f"outputs-{repeat}"  # each run scores every image afresh
         (scratch / "params.yaml").write_text(yaml.safe_dump(params))
         result = timed(seconds["flow"], batch_scoring, params_path=str(scratch / "params.yaml"), inbox=str(inbox))
         timed(seconds["ceiling"], model.predict, arrays, batch_size=config.score.batch_size, verbose=0)
-        timed(seconds["read"], lambda: list(ChunkReader(production, set()).fresh(files)))
+        timed(seconds["read"], lambda: list(ChunkReader(production, ImageLimits(), set()).fresh(inbox_files)))
         timed(seconds["predict"], predict_like_the_flow, production.model, arrays, config.score.batch_size)
     rate = {name: len(files) / min(values) for name, values in seconds.items()}
     # Decoding and predicting both need every core here, so the flow can at best take their sum.

@@ -178,20 +178,23 @@ def _pool_row(prediction: pd.Series, review, source: str, pool_dir: Path, out_di
 
 
 def _scored_pixels(prediction: pd.Series, image_id: str, out_dir: Path, dicom: DicomConfig):
-    """(the pixels that were scored, "") from the review image scoring kept, else from the file
-    at the scored path (a training image, for label-audit rows); (None, why) when neither holds
-    them any more."""
+    """(the pixels that were scored, "") from the review image scoring kept, else (missing or
+    damaged) from the file at the scored path (a training image, for label-audit rows); (None,
+    why) when neither holds them any more."""
     shown = str(prediction.get("review_image", "") or "")
     path, frame = _scored_path(prediction)
-    source = out_dir / shown if shown else path
-    try:
-        images = load_image(source, ImageLimits(), dicom)
-        pixels = images[frame if frame is not None and len(images) > 1 else 0].pixels
-    except Exception as exc:  # gone, unreadable, a name that no longer decodes: this row only
-        return None, f"the scored image is no longer readable at {printable_path(source)} ({unreadable_reason(exc)})"
-    if compute_id(pixels) != image_id:
-        return None, f"{printable_path(source)} now holds other pixels than were scored"
-    return pixels, ""
+    reasons = []
+    for source, index in ([(out_dir / shown, None)] if shown else []) + [(path, frame)]:
+        try:
+            images = load_image(source, ImageLimits(), dicom)
+            pixels = images[index if index is not None and len(images) > 1 else 0].pixels
+        except Exception as exc:  # gone, unreadable, a name that no longer decodes: this row only
+            reasons.append(f"no longer readable at {printable_path(source)} ({unreadable_reason(exc)})")
+            continue
+        if compute_id(pixels) == image_id:
+            return pixels, ""
+        reasons.append(f"{printable_path(source)} now holds other pixels than were scored")
+    return None, "the scored image: " + "; ".join(reasons)
 
 
 def _scored_path(prediction: pd.Series) -> tuple[Path, int | None]:

@@ -49,12 +49,10 @@ def encode_jpeg(image: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-def save_heatmaps(images: np.ndarray, maps: np.ndarray, ids: list[str], version: str, out_dir: Path) -> list[str]:
-    """Each map over its image, as a JPEG under `heatmaps/`; returns their paths relative to out_dir."""
-    folder = ScoringOutputs(out_dir).heatmaps
-    paths = []
-    for image, heat, digest in zip(images, maps, ids, strict=True):
-        target = folder / f"{digest[:24]}-v{version}.jpg"
-        write_bytes(target, encode_jpeg(overlay(image.astype(np.uint8), heat)))
-        paths.append(target.relative_to(out_dir).as_posix())
-    return paths
+def heatmap_path(out_dir: Path, image_id: str, version: str) -> Path:
+    return ScoringOutputs(out_dir).heatmaps / f"{image_id[:24]}-v{version}.jpg"
+
+
+def save_heatmap(target: Path, image: np.ndarray, heat: np.ndarray) -> None:
+    """The map over its image, as a JPEG (a viewing aid, made again if lost: not flushed to disk)."""
+    write_bytes(target, encode_jpeg(overlay(image.astype(np.uint8), heat)), durable=False)

@@ -90,6 +90,7 @@ class InboxIndex:
     def __init__(self, inbox: Path, entries: dict[tuple[bytes, int, int], Known]) -> None:
         self.inbox = inbox
         self.entries = entries
+        self.changed = False
 
     @classmethod
     def load(cls, path: Path, inbox: Path) -> InboxIndex:
@@ -106,10 +107,13 @@ class InboxIndex:
 
     def record(self, file: InboxFile, image_ids: list[str], unreadable: str = "") -> None:
         self.entries[self._key(file)] = Known(image_ids, unreadable)
+        self.changed = True
 
     def save(self, path: Path, present: list[InboxFile]) -> None:
-        """Keep the entries of the files still in the inbox, atomically."""
+        """Keep the entries of the files still in the inbox, atomically (when anything changed)."""
         keep = {self._key(file) for file in present} & self.entries.keys()
+        if not self.changed and keep == self.entries.keys() and path.exists():
+            return
         keys = sorted(keep)
         columns = {
             "path": pa.array([key[0] for key in keys], pa.binary()),

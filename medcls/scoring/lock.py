@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from medcls.catalog import ScoringOutputs
-from medcls.errors import ScoringBusy
+from medcls.errors import DataError, ScoringBusy
 
 
 @contextmanager
@@ -17,7 +17,12 @@ def scoring_lock(out_dir: Path) -> Iterator[None]:
     """Hold the output folder's lock, or fail at once naming the holder's pid. The kernel releases
     the lock when its holder exits, also when it is killed, so a crashed run never blocks the next."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(ScoringOutputs(out_dir).lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    path = ScoringOutputs(out_dir).lock
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:  # O_NOFOLLOW: a link planted there could make the lock write anywhere
+        why = "is a link (refused)" if path.is_symlink() else f"cannot be opened ({exc.strerror})"
+        raise DataError(f"{path}: the scoring lock {why}") from None
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -28,10 +28,11 @@ from medcls.scoring.predict import score_batch
 from medcls.scoring.quarantine import quarantine_files, readmit_changed
 from medcls.scoring.reader import ChunkReader
 from medcls.scoring.store import fold_pending, of_version, save_part, scored_ids
-from medcls.support.parallel import batched
+from medcls.support.parallel import background, batched
 from medcls.support.progress import track
 
 _DEFAULT_LIMITS = ImageLimits()
+_FILE_WRITERS = 2  # threads encoding and writing heat maps and review images beside the model
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,9 @@ def score_chunk(
     already scored by this version (or copies) are skipped. It writes only its own heat maps and
     review images, so chunks can run in parallel, anywhere."""
     reader = ChunkReader(production, limits, set(done))
-    parts = [score_batch(batch, production, cfg, out_dir) for batch in batched(reader.fresh(files), cfg.batch_size)]
+    with background(_FILE_WRITERS) as write:  # leaving it waits for every file (or raises)
+        batches = batched(reader.fresh(files), cfg.batch_size)
+        parts = [score_batch(batch, production, cfg, out_dir, write) for batch in batches]
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     return ChunkResult(rows, reader.skipped, reader.rejected, reader.read)
 
@@ -174,6 +177,16 @@ def _save_chunk(result: ChunkResult, index: InboxIndex, out_dir: Path, name: str
     return {file.path for file, _ in result.unreadable if file.path not in stuck}
 
 
+def _queue_stale(outputs: ScoringOutputs) -> bool:
+    """Whether the review queue may differ from what predictions.csv and the label audit hold
+    now (a run that scored nothing new leaves both untouched, and so the queue)."""
+    if not outputs.review_queue.exists():
+        return True
+    written = outputs.review_queue.stat().st_mtime_ns
+    sources = (outputs.predictions, outputs.label_audit)
+    return any(source.exists() and source.stat().st_mtime_ns >= written for source in sources)
+
+
 def _files_in(scored: tuple[list[InboxFile], ChunkResult]) -> int:
     return len(scored[0])
 
@@ -188,7 +201,8 @@ def _finish(
 ) -> ScoreResult:
     """Publish the review queue of this version's predictions and count what the run did."""
     current = of_version(predictions, production.version)
-    publish_review_queue(current, cfg.review_order, production.class_names, out_dir)
+    if _queue_stale(ScoringOutputs(out_dir)):
+        publish_review_queue(current, cfg.review_order, production.class_names, out_dir)
     decisions = current["decision"].value_counts() if len(current) else pd.Series(dtype=int)
     outputs = ScoringOutputs(out_dir)
     return ScoreResult(

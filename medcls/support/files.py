@@ -14,26 +14,31 @@ from pathlib import Path
 import pandas as pd
 
 
-def write_bytes(path: Path, data: bytes) -> Path:
-    """Write to a temporary file beside `path`, flush it to disk, rename it over `path`, then flush
-    the folder (the rename itself survives a crash). The file gets the ordinary mode, 0644."""
+def write_bytes(path: Path, data: bytes, durable: bool = True) -> Path:
+    """Write to a temporary file beside `path` and rename it over `path`: a reader never sees half
+    a file. Durable (the default): the file and then its folder are flushed to disk, so it
+    survives a crash too; files that can be made again (heat maps, copies) skip that cost. The
+    file gets the ordinary mode, 0644."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "wb") as stream:
             os.fchmod(stream.fileno(), 0o644)  # mkstemp makes it 0600
             stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
+            if durable:
+                stream.flush()
+                os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    _sync_folder(path.parent)
+    if durable:
+        _sync_folder(path.parent)
     return path
 
 
 def _sync_folder(folder: Path) -> None:
+    """Flush the folder's entries (the rename into it) to disk."""
     descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(descriptor)

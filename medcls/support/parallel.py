@@ -11,6 +11,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from itertools import islice
 from typing import TypeVar
 
@@ -35,6 +36,17 @@ def ordered_map(function: Callable[[Item], Result], items: Iterable[Item], worke
                 yield from pending.popleft().result()
         while pending:
             yield from pending.popleft().result()
+
+
+@contextmanager
+def background(workers: int) -> Iterator[Callable[..., None]]:
+    """A `submit(function, *args)` running jobs on threads beside the caller; leaving the block
+    waits for every job and raises the first one's failure (none is lost silently)."""
+    futures: list[Future] = []
+    with ThreadPoolExecutor(workers) as pool:
+        yield lambda function, *args: futures.append(pool.submit(function, *args))
+    for future in futures:
+        future.result()
 
 
 def batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:

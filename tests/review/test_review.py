@@ -107,34 +107,39 @@ def test_bad_rows_are_skipped_and_reported_and_no_label_lands_on_other_pixels(pr
     outputs = project.paths.outputs
     predictions = pd.read_csv(outputs / "predictions.csv", dtype=str, keep_default_na=False)
     review = predictions[predictions["review_image"] != ""].reset_index(drop=True)
-    good, tampered, vanished = review["image_id"][:3]
-    # The image a doctor saw is overwritten with other pixels, and another one is gone for good.
+    good, tampered, vanished, damaged_copy = review["image_id"][:4]
+    # One image's review copy and inbox file are both overwritten with other pixels (what a
+    # doctor saw is nowhere any more); another is gone for good; a third lost only its review
+    # copy, so its inbox file (whose pixels are checked) stands in.
     other = cv2.imread(str(outputs / review["review_image"][2]), cv2.IMREAD_UNCHANGED)
-    cv2.imwrite(str(outputs / review["review_image"][1]), 255 - other)
+    for path in (outputs / review["review_image"][1], Path(review["path"][1])):
+        cv2.imwrite(str(path), 255 - other)
     (outputs / review["review_image"][2]).unlink()
     Path(review["path"][2]).unlink()
+    (outputs / review["review_image"][3]).write_bytes(b"\x89PNG cut short")
     # Auto labels whose file moved away meanwhile, under a name that is not UTF-8.
-    moved_auto = predictions["image_id"].isin(review["image_id"][3:5])
+    moved_auto = predictions["image_id"].isin(review["image_id"][4:6])
     predictions.loc[moved_auto, ["decision", "review_image", "path"]] = ["auto", "", "/gone/scan-\\xff.png"]
     predictions.to_csv(outputs / "predictions.csv", index=False)
-    labels = {scored: predictions.set_index("image_id").loc[scored, "label"] for scored in (good, tampered, vanished)}
-    reviews = pd.DataFrame({"image_id": [good, tampered, vanished, "f" * 64],
-                            "label": [labels[good], labels[tampered], labels[vanished], labels[good]]})  # fmt: skip
+    labels = predictions.set_index("image_id")["label"]
+    reviewed = [good, tampered, vanished, damaged_copy]
+    reviews = pd.DataFrame({"image_id": [*reviewed, "f" * 64], "label": [*labels[reviewed], labels[good]]})
     reviews.to_csv(tmp_path / "reviewed.csv", index=False)
 
     imported = pipeline.review_import(project, tmp_path / "reviewed.csv")
     auto_rows = int((predictions["decision"] == "auto").sum())
     assert auto_rows >= 2
-    assert (imported.added, imported.auto_added, imported.skipped) == (1, 0, 3 + auto_rows)
+    assert (imported.added, imported.auto_added, imported.skipped) == (2, 0, 3 + auto_rows)
     report = pd.read_csv(imported.report).set_index("image_id")["reason"]
     assert "now holds other pixels than were scored" in report[tampered]
     assert "no longer readable" in report[vanished]
     assert report["f" * 64] == "never scored, nor flagged by the label audit"
-    assert report.str.startswith("auto label: the scored image is no longer readable at /gone/scan-").sum() == auto_rows
+    assert report.str.startswith("auto label: the scored image: no longer readable at /gone/scan-").sum() == auto_rows
     pool = pd.read_csv(project.paths.reviewed / "labels.csv")
-    assert pool["image_id"].tolist() == [good]
-    stored = cv2.imread(str(project.paths.reviewed / pool["path"][0]), cv2.IMREAD_UNCHANGED)
-    assert image_id(stored) == good  # the very pixels the doctor saw
+    assert pool["image_id"].tolist() == [good, damaged_copy]
+    for path, expected in zip(pool["path"], pool["image_id"], strict=True):
+        stored = cv2.imread(str(project.paths.reviewed / path), cv2.IMREAD_UNCHANGED)
+        assert image_id(stored) == expected  # the very pixels the doctor saw
 
 
 def test_importing_the_same_reviews_again_changes_nothing(project, tmp_path: Path):

@@ -22,7 +22,7 @@ def manifest_source(table: pd.DataFrame, root: Path, cfg: DataConfig, origin_pre
     """The rows of a manifest table as a source; `origin_prefix` marks where they came from. Rows
     become entries as ingest reads them (a manifest of 300,000 rows costs nothing up front)."""
     labels = set(table["label"]) - {""}
-    entries = (_entry(row, root, origin_prefix) for row in table.to_dict("records"))
+    entries = (_entry(row._asdict(), root, origin_prefix) for row in table.itertuples(index=False))
     return file_source(labels, entries, cfg, size=len(table))
 
 
