@@ -6,6 +6,7 @@ reason fit for a quarantine list.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from medcls.config import DicomConfig
@@ -39,7 +40,8 @@ def read_file(path: Path, max_bytes: int = ImageLimits.max_file_bytes) -> bytes:
     """The file's bytes, if it is no larger than `max_bytes`."""
     try:
         with path.open("rb") as stream:
-            data = stream.read(max_bytes + 1)
+            # By its size (read(n) allocates n bytes first): at most max_bytes + 1 of a file still growing.
+            data = stream.read(min(os.fstat(stream.fileno()).st_size, max_bytes) + 1)
     except OSError as exc:
         raise UnreadableImage(f"cannot read file: {exc.strerror or type(exc).__name__}") from None
     if len(data) > max_bytes:
