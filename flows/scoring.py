@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from prefect import flow, task, unmapped
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.retries import retry_unless_user_error
@@ -59,7 +60,12 @@ def batch_scoring(params_path: str = "params.yaml", inbox: str | None = None) ->
 
         result = pipeline.score(project, Path(inbox) if inbox else None, map_chunks=as_tasks)
     print(result.summary())
-    return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(result).items()}
+    # On the flow run's Artifacts tab: the counts, what backs the auto labels, the drift tests.
+    create_markdown_artifact(result.markdown(), key="batch-scoring-report", description=result.summary()[:500])
+    fields = {key: value for key, value in asdict(result).items() if key != "report"}
+    return {key: str(value) if isinstance(value, Path) else value for key, value in fields.items()} | {
+        "report": result.report.summary() if result.report else ""
+    }
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test")  # what a source may give
+CALIBRATION = "calibration"  # carved by medcls only: never fitted on, certifies the auto-label threshold
+PREPARED_SPLITS = (*SPLITS, CALIBRATION)
 PARAMS_FILE = "params.yaml"
 PRESETS_DIR = "presets"  # preset overlays, beside params.yaml (medcls preset NAME)
 
@@ -67,6 +69,13 @@ class ModelFiles(_Folder):
 
     model = _file("model.keras")
     training = _file("training.json")  # MLflow run id, model URI, contract, temperature
+
+
+class TrustFiles(_Folder):
+    """`reports/trust`, written by evaluate: what lets scoring trust an auto label (medcls.model.trust)."""
+
+    guarantee = _file("guarantee.json")  # the certified threshold(s) and what they rest on
+    arrays = _file("trust.npz")  # the out-of-distribution gate and the drift reference
 
 
 class ValidationReports(_Folder):
@@ -129,6 +138,7 @@ class ProjectPaths:
     validation = property(lambda self: self.root / "reports" / "validation")
     metrics = property(lambda self: self.root / "reports" / "metrics.json")
     plots = property(lambda self: self.root / "reports" / "plots")
+    trust = property(lambda self: self.root / "reports" / "trust")
     history = property(lambda self: self.root / "reports" / "training_history.csv")
     registration = property(lambda self: self.root / "reports" / "registry.json")
     mlruns = property(lambda self: self.root / "mlruns")  # MLflow store (sqlite + artifacts)

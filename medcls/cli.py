@@ -111,6 +111,7 @@ def evaluate(context: typer.Context) -> None:
         f"test AUC {test['auc']:.4f} ACC {test['acc']:.4f} (val AUC {val['auc']:.4f} ACC {val['acc']:.4f})"
         f" -> {r.metrics_path}"
     )
+    _say(f"{r.auto_labels} -> {r.trust_dir}")
 
 
 @app.command()
@@ -121,6 +122,7 @@ def register(context: typer.Context) -> None:
     r = pipeline.register(_project(context))
     serving = f"production is v{r.production_version}" if r.production_version else "no version is in production"
     _say(f"registered {r.model_name} v{r.version}: {r.reason}; {serving}")
+    _say(f"v{r.version}: {r.auto_labels}")
 
 
 @app.command()
@@ -200,10 +202,12 @@ def models(context: typer.Context) -> None:
         _say(f"no versions of '{project.params.registry.model_name}' registered yet")
         return
     rows = [
-        (v.version, _figure(v.val_auc), _figure(v.test_auc), v.created, v.run_id, "production" if v.production else "")
+        (v.version, _figure(v.val_auc), _figure(v.test_auc), v.created, v.run_id, v.auto_labels,
+         "production" if v.production else "")
         for v in versions
-    ]
-    _table(project.params.registry.model_name, ("version", "val AUC", "test AUC", "created (UTC)", "run", ""), rows)
+    ]  # fmt: skip
+    columns = ("version", "val AUC", "test AUC", "created (UTC)", "run", "auto labels", "")
+    _table(project.params.registry.model_name, columns, rows)
 
 
 @review_app.command("init")
@@ -229,6 +233,8 @@ def review_import(
         f"added {r.added} reviewed images ({r.corrected} corrected) and {r.auto_added} auto labels to {r.pool_dir} "
         f"({r.total} in all){held}{left}; `dvc repro` records the new data version and retrains on it"
     )
+    for verdict in r.audits:
+        _say(f"audits: {verdict.describe()}")
 
 
 @app.command()

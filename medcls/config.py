@@ -96,6 +96,10 @@ class DataConfig(_Section):
     # (medcls.data.splits), so new data never moves an old patient.
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    # Patients set apart to certify the auto-label threshold and calibrate the out-of-distribution
+    # gate, never used to fit weights, stop early or fit the temperature (carved out of train
+    # when the source gives splits). Too few, and no threshold can be certified.
+    calibration_fraction: float = Field(0.1, ge=0.0, lt=0.5)
     min_image_size: int = Field(8, ge=1)  # pixels per side; smaller images are quarantined
     # Decompression-bomb guard: images with more pixels are quarantined without being decoded.
     max_image_pixels: int = Field(100_000_000, ge=1)
@@ -226,8 +230,27 @@ class RegistryConfig(_Section):
 class ScoreConfig(_Section):
     inbox: str = "data/inbox"
     output_dir: str = "outputs"
-    # Calibrated confidence (top-class probability) at or above which a label is automatic.
-    confidence_threshold: Fraction = 0.8
+    # Auto labels come with a guarantee: among them, at most a share max_auto_error is wrong, with
+    # probability at least guarantee_confidence. The confidence threshold that holds is certified
+    # on the calibration split (medcls.model.guarantee) when the model is evaluated; per_class
+    # certifies one per predicted class. With too few calibration images none is certified, and
+    # nothing is auto-labelled.
+    max_auto_error: float = Field(0.02, gt=0.0, lt=0.5)
+    guarantee_confidence: float = Field(0.95, ge=0.5, lt=1.0)
+    guarantee: Literal["marginal", "per_class"] = "marginal"
+    # An explicit threshold on the calibrated confidence instead of the certified one: the auto
+    # labels then carry no guarantee, and every summary says so. Null: the certified threshold.
+    confidence_threshold: Fraction | None = None
+    # Images less like the training data than all but this share of calibration images (a
+    # conformal p-value of the network's features) are out of distribution: never auto-labelled.
+    ood_false_rejection: float = Field(0.01, gt=0.0, lt=0.5)
+    # Each chunk of a run is compared with the calibration images (confidence, out-of-distribution
+    # score, predicted classes, features); a difference at this family-wise level is drift.
+    drift_significance: float = Field(0.01, gt=0.0, lt=0.5)
+    on_drift: Literal["review", "warn"] = "review"  # review: a drifting chunk has no auto labels
+    # This share of the auto labels also goes to review (reason audit): the doctors' answers test,
+    # sequentially, that the error stays below max_auto_error, and stop auto-labelling if not.
+    audit_fraction: Fraction = 0.02
     # Most uncertain first in the review queue: entropy of the probabilities, margin between the
     # two likeliest classes, or plain confidence.
     review_order: Literal["entropy", "margin", "confidence"] = "entropy"

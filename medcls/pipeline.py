@@ -7,6 +7,7 @@ inside each step, so `medcls --help` does not wait for TensorFlow.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,12 +86,11 @@ def train(project: Project) -> TrainResult:
 
 
 def evaluate(project: Project) -> EvaluationResult:
-    from medcls.model.evaluate import evaluate_model
+    from medcls.model.evaluate import EvaluatedPaths, evaluate_model
 
     paths = project.paths
-    return evaluate_model(
-        project.params.evaluate, paths.models, paths.processed, paths.metrics, paths.plots, paths.history
-    )
+    out = EvaluatedPaths(paths.metrics, paths.plots, paths.history, paths.trust)
+    return evaluate_model(project.params.evaluate, project.params.score, paths.models, paths.processed, out)
 
 
 def register(project: Project) -> RegistrationResult:
@@ -104,6 +104,7 @@ def register(project: Project) -> RegistrationResult:
         paths.registration,
         processed_dir=paths.processed,
         raw_dir=paths.raw,
+        trust_dir=paths.trust,
         lock_file=paths.dvc_lock,
     )
 
@@ -147,12 +148,13 @@ def score(
     """Score the inbox with the production model; `map_chunks` runs the chunks (here, one by one;
     the Prefect flow passes its task runner's map)."""
     from medcls.data.images import ImageLimits
-    from medcls.scoring import load_production_model, score_inbox
+    from medcls.scoring import load_production_model, score_inbox, suspension
 
     production = load_production_model(project.params.registry.model_name)
+    suspended = suspension(production.name, production.version)  # read afresh: audits may have stopped it
     inbox, out_dir = inbox or project.paths.inbox, out_dir or project.paths.outputs
     limits = ImageLimits.of(project.params.data)  # the same guards as at ingest
-    return score_inbox(project.params.score, production, inbox, out_dir, map_chunks, limits)
+    return score_inbox(project.params.score, production, inbox, out_dir, map_chunks, limits, suspended)
 
 
 def demo_inbox(project: Project, count: int | None = None) -> list[Path]:
@@ -169,13 +171,16 @@ def review_init(project: Project) -> Path:
 
 
 def review_import(project: Project, reviews_path: Path) -> ImportResult:
-    from medcls.review import import_review_file
+    from medcls.review import check_audited_labels, import_review_file
     from medcls.scoring import read_predictions
 
-    paths = project.paths
+    paths, params = project.paths, project.params
     predictions = read_predictions(ScoringOutputs(paths.outputs).predictions)
-    dicom = project.params.data.dicom  # how DICOM files become pixels, to find the scored ones again
-    return import_review_file(reviews_path, predictions, paths.outputs, paths.raw, paths.reviewed, dicom)
+    dicom = params.data.dicom  # how DICOM files become pixels, to find the scored ones again
+    result = import_review_file(reviews_path, predictions, paths.outputs, paths.raw, paths.reviewed, dicom)
+    # The doctors' answers on audited auto labels test each version's guarantee, after every import.
+    audits = check_audited_labels(params.registry.model_name, predictions, paths.reviewed, params.score)
+    return dataclasses.replace(result, audits=audits)
 
 
 def audit(project: Project) -> AuditResult:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medcls.catalog import SPLITS, ModelFiles, Plots, ProcessedData, ProjectPaths, RawData, ValidationReports
+from medcls.catalog import (
+    PREPARED_SPLITS,
+    ModelFiles,
+    Plots,
+    ProcessedData,
+    ProjectPaths,
+    RawData,
+    TrustFiles,
+    ValidationReports,
+)
 
 
 def test_inbox_and_outputs_are_relative_to_the_project_unless_absolute(tmp_path: Path):
@@ -21,11 +30,12 @@ def _files(layout) -> list[Path]:
 def test_the_training_steps_write_what_the_catalog_names(trained_project):
     paths = trained_project.paths
     raw, processed = RawData(paths.raw), ProcessedData(paths.processed)
-    expected = [*_files(raw), *_files(processed), *(processed.split(split) for split in SPLITS)]
+    expected = [*_files(raw), *_files(processed), *(processed.split(split) for split in PREPARED_SPLITS)]
     expected += [*_files(ModelFiles(paths.models)), *_files(ValidationReports(paths.validation))]
     expected += [*_files(Plots(paths.plots)), paths.metrics, paths.history, paths.registration]
+    expected += _files(TrustFiles(paths.trust))
     assert [path for path in expected if not path.exists()] == []
-    written = {path.relative_to(paths.root) for folder in (paths.raw, paths.processed, paths.models)
+    written = {path.relative_to(paths.root) for folder in (paths.raw, paths.processed, paths.models, paths.trust)
                for path in folder.iterdir()}  # fmt: skip
     named = {path.relative_to(paths.root) for path in expected}
     assert written <= named  # nothing in them that the catalog does not name

@@ -59,8 +59,9 @@ def test_models_and_summary_are_tables(trained_project):
     models = _medcls("--params", params, "models")
     assert models.returncode == 0, models.stderr
     header, first = models.stdout.splitlines()[1:3]
-    assert header.split() == ["version", "val", "AUC", "test", "AUC", "created", "(UTC)", "run"]
+    assert header.split() == ["version", "val", "AUC", "test", "AUC", "created", "(UTC)", "run", "auto", "labels"]
     assert first.split()[0] == "1" and first.split()[-1] == "production"
+    assert "none: no threshold certified" in models.stdout  # a tiny project has too few calibration images
     summary = _medcls("--params", params, "summary")
     assert summary.returncode == 0, summary.stderr
     rows = {line.split()[0]: line for line in summary.stdout.splitlines()[2:]}

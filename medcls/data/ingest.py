@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medcls.catalog import RawData, image_file
+from medcls.catalog import CALIBRATION, RawData, image_file
 from medcls.config import DataConfig
+from medcls.data.images import ACQUISITION_ATTRIBUTES
 from medcls.data.patients import SALT_VARIABLE, check_salt, has_secret, patient_key
 from medcls.data.sources import (
     AUTO_ORIGIN,
@@ -107,6 +108,7 @@ def _run_and_store(task: SourceTask, raw: RawData, class_names: list[str] | None
                 "patient_from": item.patient_from if item.patient is not None else "generated",
                 "given_split": item.split,
                 **vars(item.stats),
+                **{name: item.acquisition.get(name, "") for name in ACQUISITION_ATTRIBUTES},
             }
         )
     return results
@@ -184,21 +186,21 @@ def _apply_label_precedence(manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.Da
 
 
 def _assign_splits(manifest: pd.DataFrame, cfg: DataConfig) -> pd.Series:
-    """Keep the source's splits; carve `val` out of `train` by patient when the source has none;
-    split everything by patient when the source gives no split at all. A patient's split never
-    depends on the other patients (medcls.data.splits)."""
+    """Keep the source's splits; carve `val` (when the source has none) and `calibration` out of
+    `train` by patient; split everything by patient when the source gives no split at all. A
+    patient's split never depends on the other patients (medcls.data.splits)."""
     from_pool = manifest["origin"].str.startswith((REVIEWED_ORIGIN, AUTO_ORIGIN))
     given = manifest["given_split"]
+    calibration = {CALIBRATION: cfg.calibration_fraction}
     if cfg.split == "patient" or given[~from_pool].isna().all():
-        fractions = {"test": cfg.test_fraction, "val": cfg.val_fraction}
+        fractions = {"test": cfg.test_fraction, "val": cfg.val_fraction} | calibration
         return split_by_patient(manifest["patient_id"], fractions)
     given = given.where(given.notna() | ~from_pool, "train")  # reviewed images join train
     if given.isna().any():
         raise DataError(f"{cfg.source}: some images have a split and others none")
-    if (given == "val").any():
-        return given
     train = given == "train"
-    carved = split_by_patient(manifest["patient_id"][train], {"val": cfg.val_fraction})
+    carve = calibration if (given == "val").any() else {"val": cfg.val_fraction} | calibration
+    carved = split_by_patient(manifest["patient_id"][train], carve)
     return carved.combine_first(given).rename("split")
 
 

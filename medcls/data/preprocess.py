@@ -14,10 +14,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 
-from medcls.catalog import SPLITS, ProcessedData, RawData
+from medcls.catalog import PREPARED_SPLITS, ProcessedData, RawData
 from medcls.config import PreprocessConfig
-from medcls.data.images import LoadedImage, declared_size, decode_image, is_jpeg, read_file
+from medcls.data.images import ACQUISITION_ATTRIBUTES, LoadedImage, declared_size, decode_image, is_jpeg, read_file
 from medcls.data.manifest import load_dataset_facts, load_manifest
 from medcls.errors import DataError
 from medcls.support.files import read_json, staged_dir, write_json
@@ -38,13 +39,15 @@ def preprocess_data(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path) -> Prep
     dataset = load_dataset_facts(raw_dir)
     raw = RawData(raw_dir)
     resolved = resolve_channels(cfg, manifest["channels"])
-    # The input contract, saved with the model: scoring prepares images exactly like this.
-    contract = {"class_names": dataset["class_names"], "preprocess": resolved.model_dump(), "dicom": dataset["dicom"]}
+    # The input contract, saved with the model: scoring prepares images exactly like this, and
+    # sends images unlike the training ones (acquisition) to review.
+    contract = {"class_names": dataset["class_names"], "preprocess": resolved.model_dump(), "dicom": dataset["dicom"],
+                "acquisition": training_acquisition(manifest[manifest["split"] == "train"])}  # fmt: skip
     class_index = {name: index for index, name in enumerate(dataset["class_names"])}
     counts = {}
     with staged_dir(out_dir) as staging:
         processed = ProcessedData(staging)
-        for split in SPLITS:
+        for split in PREPARED_SPLITS:
             rows = manifest[manifest["split"] == split]
             images = prepare_files([raw.image(file) for file in rows["file"]], resolved, f"preprocess {split}")
             labels = rows["label"].map(class_index).to_numpy(np.int32)
@@ -112,6 +115,16 @@ def load_split(processed_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray,
         raise DataError(f"{path}: missing; run `medcls preprocess` first")
     with np.load(path) as arrays:
         return arrays["x"], arrays["y"], arrays["image_id"]
+
+
+def training_acquisition(train: pd.DataFrame) -> dict[str, list]:
+    """What the training images were: their channel counts (1 gray, 3 colour) and, for DICOM,
+    the values of each acquisition attribute (a DICOM image with another value is unlike them)."""
+    facts: dict[str, list] = {"channels": sorted(int(value) for value in train["channels"].unique())}
+    for name in ACQUISITION_ATTRIBUTES:
+        if name in train.columns:
+            facts[name] = sorted(value for value in train[name].unique() if value)
+    return facts
 
 
 def load_contract(processed_dir: Path) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medcls.catalog import SPLITS, RawData, ValidationReports
+from medcls.catalog import PREPARED_SPLITS, SPLITS, RawData, ValidationReports
 from medcls.config import ValidateConfig
 from medcls.data.manifest import load_dataset_facts, load_manifest
 from medcls.errors import ValidationFailed
@@ -86,7 +86,7 @@ def build_checks(cfg: ValidateConfig, labels: list[str]) -> list[Check]:
         *(_check("manifest", column, "ExpectColumnValuesToNotBeNull", f"every image has a {column}")
           for column in ("label", "patient_id", "split")),
         _check("manifest", "label", in_set, "labels are the expected ones", value_set=labels),
-        _check("manifest", "split", in_set, "splits are train/val/test", value_set=list(SPLITS)),
+        _check("manifest", "split", in_set, "splits are train/val/test/calibration", value_set=list(PREPARED_SPLITS)),
         _check("manifest", "split", "ExpectColumnDistinctValuesToContainSet", "every split is present",
                value_set=list(SPLITS)),
         _check("manifest", "file_present", in_set, "every image file is present", value_set=[True]),

@@ -1,8 +1,11 @@
-"""Evaluate stage: metrics on the validation and test splits, plots, all logged to the training run.
+"""Evaluate stage: metrics on the validation and test splits, plots, all logged to the training
+run; and the model's trust (medcls.model.trust): the certified auto-label threshold, the
+out-of-distribution gate and the drift reference, built on the calibration split.
 
 `auc` is the macro one-vs-rest ROC AUC and `acc` the top-1 accuracy, computed as MedMNIST does
 (for two classes the macro AUC equals the positive class's AUC), so the figures compare with
-the MedMNIST v2 benchmark.
+the MedMNIST v2 benchmark. Beside them, each split says what scoring would have done with its
+images: the share auto-labelled, the error among those labels, and the share the gate rejects.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medcls.catalog import Plots
-from medcls.config import EvaluateConfig
+from medcls.catalog import CALIBRATION, Plots
+from medcls.config import EvaluateConfig, ScoreConfig
 from medcls.data.preprocess import load_split
 from medcls.model.calibration import expected_calibration_error, predict_logits
 from medcls.model.plots import save_confusion_matrix, save_reliability_diagram, save_roc_curves, save_training_curves
 from medcls.model.record import load_trained_model, load_training
-from medcls.support.files import write_json, write_table
+from medcls.model.trust import ModelOutputs, Trust, build_trust, model_outputs
+from medcls.support.files import staged_dir, write_json, write_table
 
 EVALUATED_SPLITS = ("val", "test")
 
@@ -30,12 +34,23 @@ class EvaluationResult:
     metrics_path: Path
     plots_dir: Path
     metrics: dict
+    trust_dir: Path
+    auto_labels: str  # what the certified threshold promises, in words
+
+
+@dataclass(frozen=True)
+class EvaluatedPaths:
+    metrics: Path
+    plots: Path
+    history: Path
+    trust: Path
 
 
 def evaluate_model(
-    cfg: EvaluateConfig, model_dir: Path, processed_dir: Path, metrics_path: Path, plots_dir: Path, history_path: Path
+    cfg: EvaluateConfig, score: ScoreConfig, model_dir: Path, processed_dir: Path, out: EvaluatedPaths
 ) -> EvaluationResult:
-    """Predict val and test, write `metrics.json` and the plots, log both to the MLflow run."""
+    """Predict val and test, build the model's trust from the calibration split, write
+    `metrics.json`, the plots and `reports/trust/`, log the figures and plots to the MLflow run."""
     from scipy.special import softmax
 
     training = load_training(model_dir)
@@ -54,10 +69,34 @@ def evaluate_model(
         )
         metrics[split]["temperature"] = temperature
         outcomes[split] = (y, probabilities, softmax(logits, axis=1))
-    write_json(metrics_path, metrics)
-    _write_plots(plots_dir, *outcomes["test"], class_names, cfg.calibration_bins, history_path)
-    _log_to_run(training["run_id"], metrics, metrics_path, plots_dir)
-    return EvaluationResult(metrics_path, plots_dir, metrics)
+    outputs = {split: model_outputs(model, *load_split(processed_dir, split)[:2])
+               for split in ("train", CALIBRATION, *EVALUATED_SPLITS)}  # fmt: skip
+    trust = build_trust(
+        outputs["train"], outputs["val"], outputs[CALIBRATION], class_names, score.max_auto_error,
+        1 - score.guarantee_confidence, score.guarantee,
+    )  # fmt: skip
+    with staged_dir(out.trust) as staging:
+        trust.save(staging)
+    for split in EVALUATED_SPLITS:
+        metrics[split] |= auto_label_figures(trust, outputs[split], class_names, score.ood_false_rejection)
+    write_json(out.metrics, metrics)
+    _write_plots(out.plots, *outcomes["test"], class_names, cfg.calibration_bins, out.history)
+    _log_to_run(training["run_id"], metrics, out.metrics, out.plots)
+    return EvaluationResult(out.metrics, out.plots, metrics, out.trust, trust.guarantee.describe())
+
+
+def auto_label_figures(trust: Trust, outputs: ModelOutputs, class_names: list[str], epsilon: float) -> dict:
+    """What scoring would do with these labelled images: the share auto-labelled, the error among
+    those labels (None without any), and the share the out-of-distribution gate rejects."""
+    rejected = trust.gate.p_values(trust.gate.scores(outputs.features)) <= epsilon
+    auto = (outputs.confidences >= trust.cutoffs(outputs.predicted, class_names)) & ~rejected
+    wrong = outputs.predicted != outputs.labels
+    count = max(len(outputs.labels), 1)
+    return {
+        "auto_share": float(auto.sum() / count),
+        "auto_error": float(wrong[auto].mean()) if auto.any() else None,
+        "out_of_distribution_share": float(rejected.sum() / count),
+    }
 
 
 def classification_metrics(y: np.ndarray, probabilities: np.ndarray, class_names: list[str], bins: int) -> dict:

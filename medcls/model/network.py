@@ -78,6 +78,12 @@ def with_features(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, [model.output, model.get_layer(FEATURES_LAYER).output])
 
 
+def pooled(features: np.ndarray) -> np.ndarray:
+    """Each image's pooled feature vector from its last convolutional features (what the head's
+    global average pooling computes), in float64."""
+    return features.astype(np.float64).mean(axis=(1, 2))
+
+
 def pooled_features_model(model: keras.Model) -> keras.Model:
     """The classifier up to its pooled features: one vector per image (for the label audit)."""
     import keras

@@ -23,11 +23,14 @@ class Figures:
     images: int = 0
 
 
-def promotion_decision(candidate: Figures, production: Figures | None, cfg: RegistryConfig) -> tuple[bool, str]:
+def promotion_decision(
+    candidate: Figures, production: Figures | None, cfg: RegistryConfig, same_network: bool = False
+) -> tuple[bool, str]:
     """A candidate replaces production only if it solves the same task (same classes), its
     validation AUC beats production's by more than `min_auc_improvement`, no class's sensitivity
     is below `min_class_sensitivity`, and none falls more than `max_sensitivity_drop` below
-    production's. The reason names every check that failed, or what decided."""
+    production's. The same network as production (its auto-label trust rebuilt, say) need not
+    beat itself. The reason names every check that failed, or what decided."""
     blockers = _below_floor(candidate, cfg.min_class_sensitivity)
     if production is None:
         return _decision(blockers, "first version")
@@ -38,6 +41,8 @@ def promotion_decision(candidate: Figures, production: Figures | None, cfg: Regi
         )
         return _decision(blockers, "")
     blockers += _dropped(candidate, production, cfg.max_sensitivity_drop)
+    if same_network:
+        return _decision(blockers, f"the network of v{production.version}, its auto-label trust rebuilt")
     beats = (candidate.auc or 0.0) > (production.auc or 0.0) + cfg.min_auc_improvement
     comparison = (
         f"val AUC {_figure(candidate.auc)} {'beats' if beats else 'does not beat'} v{production.version}'s "

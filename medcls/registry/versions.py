@@ -5,7 +5,9 @@ Production is the alias `production`. Every move of the alias happens under the 
 registered model, so `rollback` returns to the version that served before and no move is lost to
 a race. The (deprecated) registry stage `Production` follows the alias for tools that still load
 `models:/<name>/Production`. Each version carries its lineage: the data versions it was trained
-on and, when it was built by `dvc repro`, the dvc.lock that restores them (`checkout`).
+on and, when it was built by `dvc repro`, the dvc.lock that restores them (`checkout`); and its
+trust (medcls.model.trust), logged to its run under `trust/v<version>` and summed up in tags: the
+certified auto-label threshold, alpha, delta, calibration size and expected coverage.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from pathlib import Path
 
 from medcls.config import RegistryConfig
 from medcls.errors import RegistryError
+from medcls.model.guarantee import Guarantee
 from medcls.model.record import load_training
+from medcls.model.trust import Trust
 from medcls.registry.comparison import candidate_figures, figures_on_candidate_images
 from medcls.registry.gate import Figures, promotion_decision
 from medcls.registry.lock import registry_lock
-from medcls.registry.models import load_model_version, production_version
+from medcls.registry.models import SUSPENDED_TAG, TRUST_TAG, load_model_version, production_version
 from medcls.support.files import read_json, write_json
 from medcls.support.versioning import locked_hashes
 
@@ -44,6 +48,7 @@ class RegistrationResult:
     production: dict | None  # production's, on the same images (None: there was none)
     production_version: str  # in production after this decision
     lineage: str  # where the dvc.lock this version was built from is, or why there is none
+    auto_labels: str = ""  # what its certified threshold promises, or why nothing is auto-labelled
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class VersionSummary:
     test_auc: float | None
     created: str
     production: bool
+    auto_labels: str = ""  # certified, none certified, or suspended by audits (and why)
 
 
 def register_model(
@@ -64,21 +70,25 @@ def register_model(
     *,
     processed_dir: Path,
     raw_dir: Path,
+    trust_dir: Path,
     lock_file: Path | None = None,
 ) -> RegistrationResult:
-    """Register the trained model with its lineage, then, under the registry lock, measure
-    production on the candidate's validation images and move `production` to the candidate only
-    if it passes the gate."""
+    """Register the trained model with its lineage and trust, then, under the registry lock,
+    measure production on the candidate's validation images and move `production` to the
+    candidate only if it passes the gate (where the candidate is production's network with its
+    trust rebuilt, for new guarantee params say, it need not beat itself)."""
     training = load_training(model_dir)
     metrics = read_json(metrics_path)
     version = _new_version(cfg.model_name, training, metrics)
     lineage = _attach_lineage(cfg.model_name, version, training, lock_file)
+    guarantee = _attach_trust(cfg.model_name, version, training["run_id"], trust_dir)
     candidate = candidate_figures(version, training["class_names"], metrics)
     with registry_lock(cfg.model_name):
         for _ in range(_ATTEMPTS):
             current = production_version(cfg.model_name)
             production = _measured(cfg.model_name, current, processed_dir, raw_dir)
-            promoted, reason = promotion_decision(candidate, production, cfg)
+            same_network = current is not None and current.run_id == training["run_id"]
+            promoted, reason = promotion_decision(candidate, production, cfg, same_network)
             if not promoted or _move_if_still(cfg.model_name, current, version, reason):
                 break
         else:
@@ -96,6 +106,7 @@ def register_model(
         production=asdict(production) if production else None,
         production_version=version if promoted else (production.version if production else ""),
         lineage=lineage,
+        auto_labels=guarantee.describe(),
     )
     write_json(out_path, asdict(result))
     return result
@@ -142,6 +153,7 @@ def list_versions(model_name: str) -> list[VersionSummary]:
             test_auc=_float(v.tags.get("test_auc")),
             created=datetime.fromtimestamp(v.creation_timestamp / 1000, UTC).isoformat(timespec="seconds"),
             production=current is not None and str(v.version) == str(current.version),
+            auto_labels=_auto_label_status(v.tags),
         )
         for v in sorted(versions, key=lambda v: int(v.version))
     ]
@@ -168,6 +180,50 @@ def _attach_lineage(model_name: str, version: str, training: dict, lock_file: Pa
         lineage = f"{LINEAGE_DIR}/{lock_file.name}"
     _client().set_model_version_tag(model_name, version, "dvc_lock", lineage)
     return lineage
+
+
+def _attach_trust(model_name: str, version: str, run_id: str, trust_dir: Path) -> Guarantee:
+    """Log the trust evaluate built to the run, for this version (another version of the same run
+    may carry another), and sum its guarantee up in the version's tags."""
+    trust = Trust.load(trust_dir)
+    where = f"{TRUST_TAG}/v{version}"
+    client = _client()
+    client.log_artifacts(run_id, str(trust_dir), where)
+    guarantee = trust.guarantee
+    tags = {
+        TRUST_TAG: where,
+        "auto_labels": guarantee.describe(),
+        "auto_labels_certified": str(guarantee.certified).lower(),
+        "auto_label_threshold": _threshold_tag(guarantee),
+        "max_auto_error": str(guarantee.alpha),
+        "guarantee_confidence": str(round(1 - guarantee.delta, 6)),
+        "calibration_images": str(guarantee.calibration_images),
+        "expected_auto_share": f"{guarantee.expected_coverage:.4f}",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+    return guarantee
+
+
+def _threshold_tag(guarantee: Guarantee) -> str:
+    if guarantee.mode == "per_class":
+        return json.dumps(guarantee.class_thresholds)
+    return "none certified" if guarantee.threshold is None else str(guarantee.threshold)
+
+
+def _auto_label_status(tags: dict[str, str]) -> str:
+    """A version's auto labels in a few words, for `medcls models`."""
+    if tags.get(SUSPENDED_TAG):
+        return f"suspended: {tags[SUSPENDED_TAG]}"
+    if TRUST_TAG not in tags:
+        return "none: registered without a certified threshold"
+    if tags.get("auto_labels_certified") != "true":
+        return "none: no threshold certified (too few calibration images)"
+    threshold = tags.get("auto_label_threshold", "")
+    at = "a threshold per class" if threshold.startswith("{") else f"confidence >= {threshold}"
+    share = float(tags.get("expected_auto_share", 0))
+    confidence = float(tags.get("guarantee_confidence", 0))
+    return f"error <= {tags.get('max_auto_error')} ({confidence:.0%}) at {at}, ~{share:.0%} auto"
 
 
 def _measured(model_name: str, current, processed_dir: Path, raw_dir: Path) -> Figures | None:

@@ -10,7 +10,7 @@ stays in the DVC cache and `dvc.lock`'s history) and trains on it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -24,6 +24,7 @@ from medcls.data.images import image_id as compute_id
 from medcls.data.manifest import load_dataset_facts
 from medcls.errors import DataError
 from medcls.review.audit import audit_queue
+from medcls.review.guarantee_audit import AuditVerdict
 from medcls.review.label_studio import read_label_studio_export
 from medcls.support.files import printable_path, read_csv_table, write_bytes, write_table
 
@@ -52,6 +53,7 @@ class ImportResult:
     unchanged: int = 0  # reviews the pool already held as they are
     skipped: int = 0  # rows that could not be taken (listed with the reason in `report`)
     report: Path | None = None
+    audits: list[AuditVerdict] = field(default_factory=list)  # what the audited auto labels say, per version
 
 
 def import_review_file(

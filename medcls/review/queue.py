@@ -1,5 +1,7 @@
-"""The review queue: what a doctor should look at, most uncertain first, then the label audit's
-suspects; published as a CSV and as Label Studio tasks."""
+"""The review queue: what a doctor should look at. First the images the model left to a doctor,
+most uncertain first; then those unlike the training data (out of distribution); then the
+audited auto labels (a random share, which keeps the guarantee honest); then the label audit's
+suspects. Each row says why it is there (`reason`). Published as a CSV and as Label Studio tasks."""
 
 from __future__ import annotations
 
@@ -14,22 +16,30 @@ from medcls.support.files import write_table
 
 
 def publish_review_queue(predictions: pd.DataFrame, order: str, class_names: list[str], out_dir: Path) -> Path:
-    """Write `review_queue.csv` (the `review` rows of `predictions` in `order`, reason `uncertain`,
-    then the label-audit rows) and its Label Studio import; returns the queue's path."""
+    """Write `review_queue.csv` (the rows of `predictions` a doctor should see, then the
+    label-audit rows) and its Label Studio import; returns the queue's path."""
     outputs = ScoringOutputs(out_dir)
-    queue = pd.concat([review_queue(predictions, order).assign(reason="uncertain"), audit_queue(out_dir)],
-                      ignore_index=True)  # fmt: skip
+    queue = pd.concat([review_queue(predictions, order), audit_queue(out_dir)], ignore_index=True)
     write_table(outputs.review_queue, queue)
     export_label_studio(queue, class_names, out_dir, files_root=out_dir.parent)
     return outputs.review_queue
 
 
 def review_queue(predictions: pd.DataFrame, order: str) -> pd.DataFrame:
-    """The `review` rows, the most uncertain first: by entropy, margin or confidence."""
+    """The `review` rows, the most uncertain first (by entropy, margin or confidence), then the
+    `out_of_distribution` rows, then the audited `auto` rows."""
     if not len(predictions):
         return predictions
-    queue = predictions[predictions["decision"] == "review"]
+    if "reason" not in predictions:  # predictions written before rows had a reason
+        predictions = predictions.assign(reason=predictions["decision"].map({"review": "uncertain"}).fillna(""))
     column, most_uncertain_first = {"entropy": ("entropy", False), "margin": ("margin", True)}.get(
         order, ("confidence", True)
     )
-    return queue.sort_values(column, ascending=most_uncertain_first, kind="stable")
+    review = predictions[predictions["decision"] == "review"]
+    return pd.concat(
+        [
+            review.sort_values(column, ascending=most_uncertain_first, kind="stable"),
+            predictions[predictions["decision"] == "out_of_distribution"],
+            predictions[(predictions["decision"] == "auto") & (predictions["reason"] == "audit")],
+        ]
+    )

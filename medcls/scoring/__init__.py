@@ -5,7 +5,7 @@ forward pass: triage columns, heat maps) -> store (pending parts, predictions.cs
 lock and the quarantine around them; `run` puts them together.
 """
 
-from medcls.registry.models import RegisteredModel, load_model_version, load_production_model
+from medcls.registry.models import RegisteredModel, load_model_version, load_production_model, suspension
 from medcls.scoring.lock import scoring_lock
 from medcls.scoring.run import ChunkMapper, ChunkResult, ChunkScorer, ScoreResult, score_chunk, score_inbox
 from medcls.scoring.store import read_predictions
@@ -24,4 +24,5 @@ __all__ = [
     "score_chunk",
     "score_inbox",
     "scoring_lock",
+    "suspension",
 ]

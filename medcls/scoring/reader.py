@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medcls.data.images import ImageLimits, image_id, load_image, unreadable_reason
+from medcls.data.images import ImageLimits, LoadedImage, image_id, load_image, unreadable_reason
 from medcls.data.preprocess import prepare_loaded
 from medcls.registry.models import RegisteredModel
 from medcls.scoring.inbox import InboxFile
@@ -22,6 +22,7 @@ class ScannedImage:
     image_id: str
     prepared: np.ndarray  # as the model takes it
     pixels: np.ndarray  # as decoded: what a reviewing doctor is shown
+    acquisition: dict  # channels (1 gray, 3 colour) and, for DICOM, what the header says it shows
 
 
 @dataclass
@@ -55,6 +56,10 @@ class ChunkReader:
             name = printable_path(file.path)
             preprocess = self.production.preprocess
             return [ScannedImage(name, image.frame, image_id(image.pixels), prepare_loaded(image, preprocess),
-                                 image.pixels) for image in images], None  # fmt: skip
+                                 image.pixels, _acquisition(image)) for image in images], None  # fmt: skip
         except Exception as exc:  # one file must never stop the run: it is quarantined with the reason
             return [], unreadable_reason(exc)
+
+
+def _acquisition(image: LoadedImage) -> dict:
+    return {"channels": 1 if image.pixels.ndim == 2 else 3, **image.acquisition}

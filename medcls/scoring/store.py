@@ -14,7 +14,7 @@ import pandas as pd
 from medcls.catalog import ScoringOutputs
 from medcls.support.files import read_csv_table, write_table
 
-TEXT_COLUMNS = ("model_version", "heatmap", "review_image", "frame")
+TEXT_COLUMNS = ("model_version", "heatmap", "review_image", "frame", "reason")
 
 
 def read_predictions(path: Path) -> pd.DataFrame:

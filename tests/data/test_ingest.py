@@ -19,7 +19,8 @@ from tests.helpers import SHARED_DATA, requires_shared_data
 
 SYNTHETIC = DataConfig(synthetic=SyntheticConfig(patients=60, images_per_patient=(1, 4), image_size=32))
 MANIFEST_COLUMNS = {"image_id", "file", "origin", "label", "patient_id", "split"} | {
-    "width", "height", "channels", "bit_depth", "mean", "std", "min", "max"}  # fmt: skip
+    "width", "height", "channels", "bit_depth", "mean", "std", "min", "max"} | {
+    "modality", "body_part", "photometric"}  # DICOM acquisition, empty for other images  # fmt: skip
 
 
 def _image(seed: int, size: int = 20) -> np.ndarray:
@@ -46,7 +47,7 @@ def test_synthetic_ingest_writes_manifest_and_splits_by_patient(tmp_path: Path):
     manifest = load_manifest(result.raw_dir)
     assert set(manifest.columns) == MANIFEST_COLUMNS
     assert len(manifest) == result.images > 60
-    assert set(manifest["split"]) == {"train", "val", "test"}
+    assert set(manifest["split"]) == {"train", "val", "test", "calibration"}
     assert manifest.groupby("patient_id")["split"].nunique().max() == 1
     assert all((result.raw_dir / file).is_file() for file in manifest["file"])
     summary = read_json(result.raw_dir / "dataset.json")
@@ -130,7 +131,10 @@ def test_medmnist_npz_keeps_official_splits_and_names_classes(tmp_path: Path):
     config = DataConfig(source="medmnist:tiny.npz", class_names=["basophil", "eosinophil", "erythroblast"])
     result = ingest_data(config, tmp_path / "raw", seed=1, base_dir=tmp_path)
     manifest = load_manifest(result.raw_dir)
-    assert manifest.groupby("split").size().to_dict() == {"test": 10, "train": 30, "val": 8}
+    # The official val and test stay; calibration patients come out of train.
+    counts = manifest.groupby("split").size().to_dict()
+    assert counts["test"] == 10 and counts["val"] == 8 and counts["train"] + counts["calibration"] == 30
+    assert counts["calibration"] > 0
     assert result.class_names == ("basophil", "eosinophil", "erythroblast")
     assert set(manifest["channels"]) == {3}
 
@@ -199,7 +203,7 @@ def test_resplit_by_patient_removes_the_leakage_of_a_given_split(tmp_path: Path)
     config = DataConfig(source="folder:xrays", split="patient", val_fraction=0.2, test_fraction=0.2)
     resplit = load_manifest(ingest_data(config, tmp_path / "resplit", seed=1, base_dir=tmp_path).raw_dir)
     assert resplit.groupby("patient_id")["split"].nunique().max() == 1
-    assert set(resplit["split"]) == {"train", "val", "test"}
+    assert set(resplit["split"]) == {"train", "val", "test", "calibration"}
 
 
 def test_patient_ids_depend_on_the_secret_salt(tmp_path: Path, monkeypatch):

@@ -58,4 +58,4 @@ def test_adding_patients_moves_no_image_to_another_split(tmp_path: Path, given: 
     both = first.merge(second, on="image_id", suffixes=("_first", "_second"))
     assert len(both) == len(first) == (150 if given else 120)
     assert (both["split_first"] != both["split_second"]).sum() == 0
-    assert set(second["split"]) == {"train", "val", "test"}
+    assert set(second["split"]) == {"train", "val", "test", "calibration"}

@@ -57,3 +57,11 @@ def test_the_shipped_defaults_refuse_a_model_blind_to_one_class():
     blind = _figures("1", 0.95, {"benign": 1.0, "malignant": 0.0})
     promoted, reason = promotion_decision(blind, None, RegistryConfig())
     assert not promoted and "malignant 0.000" in reason
+
+
+def test_production_s_own_network_with_new_trust_need_not_beat_itself_but_must_pass_the_floors():
+    same = _figures("4", 0.90)
+    promoted, reason = promotion_decision(same, _figures("3", 0.90), LENIENT, same_network=True)
+    assert promoted and reason == "promoted: the network of v3, its auto-label trust rebuilt"
+    floor = RegistryConfig(min_class_sensitivity=0.95, max_sensitivity_drop=1.0)
+    assert not promotion_decision(same, _figures("3", 0.90), floor, same_network=True)[0]

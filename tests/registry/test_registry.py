@@ -82,6 +82,7 @@ def _register(project, model_dir: Path, name: str, **gate):
         model_dir / "registry.json",
         processed_dir=project.paths.processed,
         raw_dir=project.paths.raw,
+        trust_dir=project.paths.trust,  # the trained project's: these tests are about the gate
     )
 
 

@@ -43,7 +43,7 @@ def test_reviewed_labels_join_training_and_a_doctor_overrides_the_source(project
     # The synthetic source gives no splits, so every image, reviewed ones too, is split by patient;
     # a reviewed image is a patient of its own.
     data = project.params.data
-    fractions = {"test": data.test_fraction, "val": data.val_fraction}
+    fractions = {"test": data.test_fraction, "val": data.val_fraction, "calibration": data.calibration_fraction}
     by_patient = split_by_patient(after["patient_id"], fractions)
     assert after["split"].tolist() == by_patient.tolist()
     assert (after["patient_id"] == from_pool.loc[first, "patient_id"]).sum() == 1

@@ -3,9 +3,17 @@
 from medcls.data.images.load import is_candidate_file, load_image, read_file
 from medcls.data.images.pixels import describe_image, encode_png, image_id
 from medcls.data.images.raster import declared_size, decode_image, is_jpeg
-from medcls.data.images.types import ImageLimits, ImageStats, LoadedImage, UnreadableImage, unreadable_reason
+from medcls.data.images.types import (
+    ACQUISITION_ATTRIBUTES,
+    ImageLimits,
+    ImageStats,
+    LoadedImage,
+    UnreadableImage,
+    unreadable_reason,
+)
 
 __all__ = [
+    "ACQUISITION_ATTRIBUTES",
     "ImageLimits",
     "ImageStats",
     "LoadedImage",

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from medcls.config import DicomConfig
-from medcls.data.images.types import ImageLimits, LoadedImage, UnreadableImage
+from medcls.data.images.types import ACQUISITION_ATTRIBUTES, ImageLimits, LoadedImage, UnreadableImage
 
 _EXTREMES = np.array([-1e12, 1e12])
 _DEFLATED = b"1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: the data set is zlib-compressed
@@ -73,9 +73,11 @@ def _read(data: bytes, cfg: DicomConfig, max_pixels: int) -> list[LoadedImage]:
     frames = _frames(dataset, cfg.frames, max_pixels)
     patient = str(dataset.get("PatientID", "") or "").strip() or None
     instance = str(dataset.get("SOPInstanceUID", "") or "").strip() or None
+    acquisition = {name: str(dataset.get(keyword, "") or "").strip().upper()
+                   for name, keyword in ACQUISITION_ATTRIBUTES.items()}  # fmt: skip
     return [
         LoadedImage(_to_image(frame, dataset, cfg), frame=index if len(frames) > 1 else None,
-                    patient=patient, instance=instance)
+                    patient=patient, instance=instance, acquisition=acquisition)
         for index, frame in enumerate(frames)
     ]  # fmt: skip
 

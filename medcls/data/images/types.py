@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +25,13 @@ def unreadable_reason(exc: Exception) -> str:
         return str(exc)
     return f"not a decodable image ({type(exc).__name__} while reading it)"
 
+
+# DICOM attributes that say what an image shows, by the names they have in a manifest and a contract.
+ACQUISITION_ATTRIBUTES = {
+    "modality": "Modality",
+    "body_part": "BodyPartExamined",
+    "photometric": "PhotometricInterpretation",
+}
 
 # OpenCV refuses wider or taller images (CV_IO_MAX_IMAGE_WIDTH/HEIGHT) with an exception of its own:
 # medcls refuses them first, from the header.
@@ -53,6 +60,9 @@ class LoadedImage:
     frame: int | None = None  # index in a multi-frame DICOM object
     patient: str | None = None  # DICOM PatientID (hashed before it is stored anywhere)
     instance: str | None = None  # DICOM SOPInstanceUID
+    # What kind of acquisition a DICOM object says it is (ACQUISITION_ATTRIBUTES, "" where it
+    # does not say); empty for other formats. Scoring compares it with the training data's.
+    acquisition: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

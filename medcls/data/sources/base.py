@@ -37,6 +37,7 @@ class SourceImage:
     encoded: bytes  # what ingest stores: the original file where it is kept as is, else PNG
     suffix: str
     patient_from: str | None = None  # record (a CSV column), dicom (its header), file name, generated
+    acquisition: dict[str, str] = field(default_factory=dict)  # DICOM only (LoadedImage.acquisition)
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,13 @@ def image_item(
     encoded: bytes | None = None,
     suffix: str = ".png",
     patient_from: str | None = None,
+    acquisition: dict[str, str] | None = None,
 ) -> SourceImage:
     """An image with its content id and statistics; arrays without a file are stored as PNG."""
     stored = encoded if encoded is not None else encode_png(pixels)
     stats = describe_image(pixels)
-    return SourceImage(origin, label, patient, split, image_id(pixels), stats, stored, suffix, patient_from)
+    return SourceImage(origin, label, patient, split, image_id(pixels), stats, stored, suffix, patient_from,
+                       acquisition or {})  # fmt: skip
 
 
 def array_task(origin: str, label: str, patient: str | None, split: str | None, pixels: np.ndarray) -> SourceTask:
@@ -136,7 +139,7 @@ def _items(entry: FileEntry, images: list, pattern: re.Pattern[str]) -> list[Sou
             (None, None),
         )  # fmt: skip
         items.append(image_item(origin, entry.label, patient, entry.split, image.pixels, image.encoded, image.suffix,
-                                patient_from))  # fmt: skip
+                                patient_from, image.acquisition))  # fmt: skip
     return items
 
 
