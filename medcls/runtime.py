@@ -20,6 +20,7 @@ QUIET_ENVIRONMENT = {
     "GX_ANALYTICS_ENABLED": "False",
     "DVC_NO_ANALYTICS": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # each scoring run downloads its model's trust
     "OPENCV_LOG_LEVEL": "ERROR",  # a corrupt file is quarantined with its reason; no decoder chatter
 }  # Prefect's settings are in pyproject.toml: Prefect reads them when imported, before this runs.
 

@@ -6,8 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from medcls.catalog import ProjectPaths, ScoringOutputs, ValidationReports
+from medcls.catalog import ProjectPaths, ScoringOutputs, TrustFiles, ValidationReports
 from medcls.config import Params
+from medcls.model.guarantee import Guarantee
 from medcls.registry import production_version
 from medcls.scoring import read_predictions
 from medcls.support.files import read_json
@@ -30,6 +31,7 @@ def describe_project(params: Params, paths: ProjectPaths) -> list[SummaryLine]:
         SummaryLine("plots", f"{_relative(paths, paths.plots)}/", "dvc plots show, then open dvc_plots/index.html"),
         SummaryLine("validation", _relative(paths, ValidationReports(paths.validation).report), ""),
         SummaryLine("production", f"{name} v{production.version if production else '- (none yet)'}", "medcls models"),
+        SummaryLine("auto labels", _relative(paths, TrustFiles(paths.trust).guarantee), _guarantee(paths)),
         SummaryLine("predictions", _relative(paths, outputs.predictions), _predictions(paths, outputs)),
         SummaryLine("MLflow UI", "make ui, then http://127.0.0.1:5000", f"store: {store}"),
         SummaryLine("Prefect UI", "make prefect-ui, then http://127.0.0.1:4200", "flow runs and deployments"),
@@ -47,8 +49,18 @@ def _predictions(paths: ProjectPaths, outputs: ScoringOutputs) -> str:
     predictions = read_predictions(outputs.predictions)
     if predictions.empty:
         return "none yet: medcls score"
-    to_review = int((predictions["decision"] == "review").sum())
-    return f"{len(predictions)} rows; {to_review} to review in {_relative(paths, outputs.review_queue)}"
+    decisions = predictions["decision"].value_counts()
+    auto, review, outside = (int(decisions.get(key, 0)) for key in ("auto", "review", "out_of_distribution"))
+    queue = _relative(paths, outputs.review_queue)
+    return f"{len(predictions)} rows: {auto} auto, {review} to review, {outside} out of distribution ({queue})"
+
+
+def _guarantee(paths: ProjectPaths) -> str:
+    """What the last evaluated model's auto labels promise, in short."""
+    path = TrustFiles(paths.trust).guarantee
+    if not path.exists():
+        return "not certified yet: dvc repro"
+    return Guarantee.from_dict(read_json(path)).brief()
 
 
 def _relative(paths: ProjectPaths, path: Path) -> str:

@@ -52,17 +52,26 @@ class Guarantee:
                 f"{self.needed} correctly predicted calibration images above a threshold; it has "
                 f"{self.calibration_images} calibration images): nothing is auto-labelled"
             )
-        where = f"confidence >= {self.threshold}"
-        if self.mode == "per_class":
-            held = {name: value for name, value in self.class_thresholds.items() if value is not None}
-            where = ", ".join(f"{name} >= {value}" for name, value in held.items())
-            if len(held) < len(self.class_thresholds):
-                where += f" (no threshold for the {len(self.class_thresholds) - len(held)} other class(es))"
         return (
-            f"auto labels at {where}: error <= {self.alpha} with {1 - self.delta:.0%} confidence, "
+            f"auto labels at {self._where()}: error <= {self.alpha} with {1 - self.delta:.0%} confidence, "
             f"{self.expected_coverage:.0%} of {self.calibration_images} calibration images auto-labelled "
             f"({self.calibration_error:.2%} wrong)"
         )
+
+    def brief(self) -> str:
+        """The guarantee in a few words (`medcls summary`)."""
+        if not self.certified:
+            return f"none certified ({self.calibration_images} calibration images; needs >= {self.needed} correct)"
+        where = self._where() if self.mode == "marginal" else "a threshold per class"
+        return f"error <= {self.alpha} ({1 - self.delta:.0%}) at {where}: ~{self.expected_coverage:.0%} auto"
+
+    def _where(self) -> str:
+        if self.mode == "marginal":
+            return f"confidence >= {self.threshold}"
+        held = {name: value for name, value in self.class_thresholds.items() if value is not None}
+        where = ", ".join(f"{name} >= {value}" for name, value in held.items())
+        missing = len(self.class_thresholds) - len(held)
+        return where + (f" (no threshold for the {missing} other class(es))" if missing else "")
 
     def cutoffs(self, predicted: np.ndarray, class_names: list[str]) -> np.ndarray:
         """The confidence an auto label needs, for rows predicted as these class indices (inf
@@ -170,7 +179,9 @@ def error_evidence(wrong: list[bool] | np.ndarray, alpha: float) -> float:
     one too. By Ville's inequality it ever reaches 1/delta with probability at most delta, however
     often it is looked at: so it can be checked after every import."""
     outcomes = np.asarray(wrong, dtype=float)
-    bets = np.arange(1, _BETS + 1) / (_BETS + 1) / alpha  # below 1/alpha: wealth stays positive
+    # Bets up to half of 1/alpha (the most that keeps the wealth positive): one early error alone
+    # then never stops auto-labelling, two do.
+    bets = np.arange(1, _BETS + 1) / _BETS * 0.5 / alpha
     log_wealth = np.log1p(np.outer(outcomes - alpha, bets)).sum(axis=0)
     return float(np.exp(log_wealth).mean())
 

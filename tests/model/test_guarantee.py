@@ -95,9 +95,10 @@ def test_a_guarantee_travels_as_a_dictionary():
 
 
 def test_the_audit_evidence_is_a_product_of_bets():
-    # One wrong label: the mean over bet sizes lam = j / 21 / alpha of 1 + lam * (1 - alpha).
-    bets = np.arange(1, 21) / 21 / 0.02
+    # One wrong label: the mean over bet sizes lam = j / 20 * 0.5 / alpha of 1 + lam * (1 - alpha).
+    bets = np.arange(1, 21) / 20 * 0.5 / 0.02
     assert error_evidence([True], 0.02) == pytest.approx(np.mean(1 + bets * 0.98))
+    assert error_evidence([True], 0.02) < 20 <= error_evidence([True, True], 0.02)  # delta 0.05
     assert error_evidence([], 0.02) == pytest.approx(1.0)
     assert error_evidence([False] * 500, 0.02) < 1.0  # correct labels are evidence for the guarantee
 
