@@ -1,14 +1,15 @@
 """A certified auto-label threshold: the error among auto-labelled images is at most `alpha`, with
 probability at least `1 - delta` over the draw of the calibration images.
 
-Learn-then-Test (Angelopoulos et al. 2021) through MAPIE's risk control: each candidate threshold
-on the calibrated confidence is a hypothesis "the error among images at or above it exceeds
-alpha", tested on the calibration split with a Hoeffding-Bentkus p-value, in a fixed sequence
-that keeps the family-wise error at delta. The order of the sequence (the most promising
-thresholds first) is learned on the validation split, which is independent of the calibration
-split: testing from the highest threshold down would stop at the first sparsely populated one.
-The lowest certified threshold (the largest share auto-labelled) is chosen. Per class, each
-predicted class gets its own threshold, at delta divided by the number of classes (Bonferroni).
+Learn-then-Test (Angelopoulos et al. 2021): each candidate threshold on the calibrated confidence
+is a hypothesis "the error among images at or above it exceeds alpha", tested on the calibration
+split with the exact binomial p-value (SciPy; the loss is 0/1), in a fixed sequence (MAPIE's
+family-wise error control) that keeps the family-wise error at delta. The order of the sequence
+(the most promising thresholds first) is learned on the validation split, which is independent
+of the calibration split: testing from the highest threshold down would stop at the first
+sparsely populated one. The lowest certified threshold (the largest share auto-labelled) is
+chosen. Per class, each predicted class gets its own threshold, at delta divided by the number
+of classes (Bonferroni).
 
 What it assumes: new images are exchangeable with the calibration images (drawn from the same
 population). The out-of-distribution gate and the drift alarm watch that assumption.
@@ -17,7 +18,6 @@ population). The out-of-distribution gate and the drift alarm watch that assumpt
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -61,7 +61,10 @@ class Guarantee:
     def brief(self) -> str:
         """The guarantee in a few words (`medcls summary`)."""
         if not self.certified:
-            return f"none certified ({self.calibration_images} calibration images; needs >= {self.needed} correct)"
+            return (
+                f"none certified (of {self.calibration_images} calibration images, a threshold needs "
+                f">= {self.needed} above it, all correct)"
+            )
         where = self._where() if self.mode == "marginal" else "a threshold per class"
         return f"error <= {self.alpha} ({1 - self.delta:.0%}) at {where}: ~{self.expected_coverage:.0%} auto"
 
@@ -130,7 +133,7 @@ def certify(
 
 def minimum_needed(alpha: float, delta: float) -> int:
     """The fewest images above a threshold, all correct, that can certify error <= alpha at level
-    delta: (1 - alpha)^n <= delta (the Hoeffding-Bentkus p-value of n correct out of n)."""
+    delta: (1 - alpha)^n <= delta (the binomial p-value of n correct out of n)."""
     return math.ceil(math.log(delta) / math.log(1 - alpha))
 
 
@@ -139,32 +142,30 @@ def _certified_threshold(
 ) -> float | None:
     """The lowest threshold whose error among calibration images at or above it is certified
     at most `alpha` (family-wise level `delta`); None if none is."""
-    from mapie.risk_control import BinaryClassificationController
+    from mapie.risk_control import control_fwer
 
-    (confidence, correct), (order_confidence, order_correct) = calibration, ordering
-    # Only thresholds some ordering image reaches: MAPIE orders a threshold no image reaches (its
-    # p-value is NaN) first, and the sequence then stops at once. The ordering images are
-    # independent of the calibration images, so this is part of learning the order.
-    reached = order_confidence.max() if len(order_confidence) else -1.0
-    grid = THRESHOLDS
-    candidates = grid[grid <= reached]
-    if len(confidence) == 0 or len(candidates) == 0:
+    if len(calibration[0]) == 0:
         return None
-    controller = BinaryClassificationController(
-        predict_function=lambda scores: np.column_stack([1 - scores[:, 0], scores[:, 0]]),
-        risk="precision",  # of "auto": the share of auto labels that are right
-        target_level=1 - alpha,
-        confidence_level=1 - delta,
-        best_predict_param_choice="predicted_positive_fraction",  # the most auto labels
-        list_predict_params=candidates,
-        fwer_method="split_fixed_sequence",
-    )
-    with warnings.catch_warnings():  # MAPIE warns for thresholds no image reaches: they are not certified
-        warnings.simplefilter("ignore")
-        controller.learn_fixed_sequence_order(order_confidence.reshape(-1, 1), order_correct.astype(int), binary=True)
-        controller.calibrate(confidence.reshape(-1, 1), correct.astype(int))
-    valid = np.asarray(controller.valid_predict_params, dtype=float)
-    return float(valid.min()) if len(valid) else None
+    # The sequence: the thresholds most promising on the ordering images first (ties: the higher
+    # first); the ordering images are independent of the calibration images.
+    order = np.lexsort((-THRESHOLDS, _p_values(*ordering, alpha)))
+    certified = control_fwer(_p_values(*calibration, alpha)[order], delta, fwer_method="split_fixed_sequence")
+    return float(THRESHOLDS[order][certified].min()) if len(certified) else None
+
+
+def _p_values(confidence: np.ndarray, correct: np.ndarray, alpha: float) -> np.ndarray:
+    """Per candidate threshold, the exact binomial p-value of "the error among images at or above
+    it exceeds alpha": P(Binomial(n, alpha) <= wrong) for n images above it (1 where none is).
+    Counted in integers: MAPIE 1.6.0 takes the count of errors as ceil(n * mean), which float
+    round-off makes one too many for some n (2 of 338 counts as 3), failing thresholds it should
+    certify."""
+    from scipy.stats import binom
+
+    def at_or_above(values: np.ndarray) -> np.ndarray:
+        return len(values) - np.searchsorted(np.sort(values), THRESHOLDS, side="left")
+
+    images, wrong = at_or_above(confidence), at_or_above(confidence[~correct.astype(bool)])
+    return np.where(images > 0, binom.cdf(wrong, np.maximum(images, 1), alpha), 1.0)
 
 
 def _or_never(threshold: float | None) -> float:

@@ -42,16 +42,29 @@ def test_all_correct_calibration_images_certify_only_from_the_binomial_minimum(c
         assert guarantee.cutoffs(np.array([0, 1]), CLASSES).tolist() == [np.inf, np.inf]
 
 
-def test_errors_among_calibration_images_certify_as_a_binomial_test_allows():
-    """With k wrong of n, no valid test certifies where the exact binomial tail exceeds delta,
-    and the Hoeffding-Bentkus test certifies where e times that tail is below delta."""
+def test_errors_among_calibration_images_certify_exactly_as_the_binomial_test_allows():
+    """With k wrong of n images above the threshold, it is certified iff P(Bin(n, alpha) <= k) <= delta."""
     n, alpha, delta = 1000, 0.05, 0.05
-    certifiable = max(k for k in range(n) if math.e * binom.cdf(k, n, alpha) <= delta)
-    impossible = min(k for k in range(n) if binom.cdf(k, n, alpha) > delta)
-    assert certifiable < impossible
-    for wrong, expected in ((certifiable, True), (impossible, False)):
+    certifiable = max(k for k in range(n) if binom.cdf(k, n, alpha) <= delta)
+    for wrong, expected in ((certifiable, True), (certifiable + 1, False)):
         guarantee = certify(_all_at(0.9, n, wrong), _all_at(0.9, 100, 0), CLASSES, alpha, delta, "marginal")
         assert guarantee.certified is expected, wrong
+
+
+@pytest.mark.parametrize("count", [325, 329, 338])
+def test_the_count_of_errors_is_exact_whatever_the_float_round_off(count: int):
+    # 2 wrong of 338 is 2/338 * 338 = 2.0000000000000004 in floats; counted as 3 errors, the
+    # p-value would be 0.093 instead of 0.034 and the threshold would not be certified.
+    assert binom.cdf(2, count, 0.02) <= 0.05
+    guarantee = certify(_all_at(0.99, count, 2), _all_at(0.99, 500, 0), CLASSES, 0.02, 0.05, "marginal")
+    assert guarantee.certified and guarantee.calibration_error == pytest.approx(2 / count)
+
+
+def test_thresholds_no_ordering_image_reaches_come_last_and_cannot_stop_the_sequence():
+    calibration = _outputs(np.linspace(0.6, 0.999, 2000), np.ones(2000, bool))
+    ordering = _outputs(np.full(300, 0.7), np.ones(300, bool))  # nothing above 0.7 to order by
+    guarantee = certify(calibration, ordering, CLASSES, 0.02, 0.05, "marginal")
+    assert guarantee.certified and guarantee.threshold <= 0.7
 
 
 def test_the_chosen_threshold_keeps_the_realised_error_below_alpha_in_repeated_draws():
