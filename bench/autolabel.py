@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 ALPHAS = (0.01, 0.02, 0.05)
 DELTA = 0.05
 EPSILON = 0.01  # score.ood_false_rejection
-CHUNK = 512  # score.chunk_size: the drift alarm tests each chunk
+CHUNK = 512  # score.chunk_size: the drift alarm tests each chunk (split evenly, as scoring does)
 OOD_ALPHA = max(ALPHAS)  # the loosest threshold: the most a foreign image could get through
 OLD_RULE = 0.8  # the confidence threshold auto-labelling used before it was certified
 
@@ -213,11 +213,10 @@ def _arrival_order(count: int) -> np.ndarray:
 def _chunk_checks(production, outputs):
     """The drift check scoring makes on each chunk, images taken in arrival order: (rows, check)."""
     from medcls.scoring.drift import check_drift
+    from medcls.scoring.run import even_chunks
 
     reference, gate = production.trust.reference, production.trust.gate
-    order = _arrival_order(len(outputs.labels))
-    for start in range(0, len(order), CHUNK):
-        rows = order[start : start + CHUNK]
+    for rows in map(np.asarray, even_chunks(list(_arrival_order(len(outputs.labels))), CHUNK)):
         yield rows, check_drift(reference, outputs.confidences[rows], gate.scores(outputs.features[rows]),
                                 outputs.predicted[rows], outputs.features[rows], 0.01)  # fmt: skip
 

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +133,7 @@ def score_inbox(
         quarantine_files(scan.refused, out_dir)  # links out of the inbox: the link moves, not its target
         moved: set[Path] = set()
         scorer = ChunkScorer(production.name, production.version, cfg, out_dir, done, limits, suspended)
-        chunks = [to_read[start : start + cfg.chunk_size] for start in range(0, len(to_read), cfg.chunk_size)]
+        chunks = even_chunks(to_read, cfg.chunk_size)
         run = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
         results = []
         scored = zip(chunks, map_chunks(scorer, chunks), strict=True)
@@ -152,6 +153,16 @@ def score_inbox(
     if result.scored:
         _track(production, cfg, result)
     return result
+
+
+def even_chunks(items: list, most: int) -> list[list]:
+    """Chunks of at most `most` items, as even as can be: each chunk's drift test needs images,
+    and a short last chunk (106 after 512) would have little power to see a shift."""
+    count = -(-len(items) // most)
+    if count == 0:
+        return []
+    bounds = [len(items) * number // count for number in range(count + 1)]
+    return [items[start:end] for start, end in pairwise(bounds)]
 
 
 def _track(production: RegisteredModel, cfg: ScoreConfig, result: ScoreResult) -> None:

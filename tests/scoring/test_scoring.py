@@ -23,6 +23,7 @@ from medcls.data.manifest import load_manifest
 from medcls.data.preprocess import load_split
 from medcls.errors import DataError, RegistryError, ScoringBusy
 from medcls.scoring import entropy, load_production_model, score_inbox, scoring_lock
+from medcls.scoring.run import even_chunks
 from tests.helpers import write_params
 
 REQUIRED_COLUMNS = ["image_id", "path", "label", "confidence", "decision", "model_version", "scored_at"]
@@ -225,3 +226,12 @@ def _rows(out: Path) -> int:
     """Rows saved: predictions.csv and the chunks saved since (still pending)."""
     tables = [out / "predictions.csv", *(out / "predictions.pending").glob("*.csv")]
     return sum(len(pd.read_csv(table)) for table in tables if table.exists())
+
+
+@pytest.mark.parametrize(
+    ("count", "sizes"), [(0, []), (5, [5]), (512, [512]), (618, [309, 309]), (1025, [341, 342, 342])]
+)
+def test_chunks_are_even_so_that_no_drift_test_gets_a_sliver(count: int, sizes: list[int]):
+    chunks = even_chunks(list(range(count)), 512)
+    assert [len(chunk) for chunk in chunks] == sizes
+    assert [item for chunk in chunks for item in chunk] == list(range(count))
