@@ -194,13 +194,31 @@ def _convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
 def _fit(image: np.ndarray, size: int, mode: str) -> np.ndarray:
     """`stretch` to S x S, or (`pad`) scale so that the longer side is S, keeping the aspect."""
     height, width = image.shape[:2]
-    if mode == "stretch":
-        target = (size, size)
-    else:
-        scale = size / max(height, width)
-        target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    target = (size, size) if mode == "stretch" else _fitted_size(height, width, size)
     shrinking = target[0] * target[1] < width * height
     return cv2.resize(image, target, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def _fitted_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """Width and height with the longer side scaled to `size`, keeping the aspect."""
+    scale = size / max(height, width)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def content_box(height: int, width: int, cfg: PreprocessConfig) -> tuple[int, int, int, int]:
+    """Where an image of this size lies in the model's S x S input (top, left, height, width):
+    all of it when stretched, the centred fitted image when padded."""
+    size = cfg.image_size
+    if cfg.resize == "stretch":
+        return 0, 0, size, size
+    fitted_width, fitted_height = _fitted_size(height, width, size)
+    return (size - fitted_height) // 2, (size - fitted_width) // 2, fitted_height, fitted_width
+
+
+def display_8bit(pixels: np.ndarray) -> np.ndarray:
+    """Decoded pixels as 8 bits for a person to look at: 8-bit images as they are, 16-bit ones
+    windowed to their 0.5-99.5 percentiles (a CT's or X-ray's raw range shows nearly black)."""
+    return _to_8bit(pixels, stretch=pixels.dtype != np.uint8)
 
 
 def _pad(image: np.ndarray, size: int) -> np.ndarray:

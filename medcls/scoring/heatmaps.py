@@ -16,9 +16,12 @@ import cv2
 import numpy as np
 
 from medcls.catalog import ScoringOutputs
+from medcls.config import PreprocessConfig
+from medcls.data.preprocess import content_box, display_8bit
 from medcls.support.files import write_bytes
 
-VIEW_SIZE = 224  # overlays are enlarged to at least this many pixels per side, for a person to read
+VIEW_SIZE = 224  # a smaller image is enlarged to this many pixels on its longer side, for a person to read
+MAX_VIEW_SIZE = 2048  # a larger one is shrunk to it: the heat map is coarse, the review image keeps every pixel
 
 
 def class_activation_maps(features: np.ndarray, kernel: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -29,15 +32,36 @@ def class_activation_maps(features: np.ndarray, kernel: np.ndarray, classes: np.
     return np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0)
 
 
-def overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.4) -> np.ndarray:
-    """The image (S x S x C uint8, as the model saw it) with the map (any size, 0-1) in colour
-    over it, as BGR enlarged to at least VIEW_SIZE pixels per side."""
-    side = max(VIEW_SIZE, image.shape[0])
-    picture = cv2.resize(image, (side, side), interpolation=cv2.INTER_CUBIC)
-    picture = cv2.cvtColor(picture, cv2.COLOR_GRAY2BGR if picture.ndim == 2 else cv2.COLOR_RGB2BGR)
-    heat = cv2.resize(heat, (side, side), interpolation=cv2.INTER_LINEAR)
+def overlay(pixels: np.ndarray, heat: np.ndarray, box: tuple[int, int, int, int], input_size: int,
+            opacity: float = 0.4) -> np.ndarray:  # fmt: skip
+    """The decoded image at its own resolution and aspect (gray or RGB, 8 or 16 bit), as BGR,
+    with the map in colour over it. The map covers the model's `input_size` square input; `box`
+    (top, left, height, width) is where the image lies in that input, so only that part of the
+    map is laid over the image, upsampled onto it."""
+    picture = _bgr(display_8bit(pixels))
+    height, width = picture.shape[:2]
+    view = _view_size(height, width)
+    if view != (width, height):  # nearest when enlarging: a tiny image's pixels stay pixels, not a blur
+        enlarging = view[0] > width
+        picture = cv2.resize(picture, view, interpolation=cv2.INTER_NEAREST if enlarging else cv2.INTER_AREA)
+    top, left, box_height, box_width = box
+    heat = cv2.resize(heat.astype(np.float32), (input_size, input_size), interpolation=cv2.INTER_LINEAR)
+    heat = cv2.resize(heat[top : top + box_height, left : left + box_width], view, interpolation=cv2.INTER_LINEAR)
     colours = cv2.applyColorMap(np.uint8(np.clip(heat, 0, 1) * 255), cv2.COLORMAP_JET)
     return cv2.addWeighted(colours, opacity, picture, 1 - opacity, 0)
+
+
+def _view_size(height: int, width: int) -> tuple[int, int]:
+    """Width and height to show: the image's own, within VIEW_SIZE to MAX_VIEW_SIZE on its longer side."""
+    longer = max(height, width)
+    scale = VIEW_SIZE / longer if longer < VIEW_SIZE else min(1.0, MAX_VIEW_SIZE / longer)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _bgr(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR if image.ndim == 2 else cv2.COLOR_RGB2BGR)
 
 
 def encode_jpeg(image: np.ndarray) -> bytes:
@@ -53,6 +77,8 @@ def heatmap_path(out_dir: Path, image_id: str, version: str) -> Path:
     return ScoringOutputs(out_dir).heatmaps / f"{image_id[:24]}-v{version}.jpg"
 
 
-def save_heatmap(target: Path, image: np.ndarray, heat: np.ndarray) -> None:
-    """The map over its image, as a JPEG (a viewing aid, made again if lost: not flushed to disk)."""
-    write_bytes(target, encode_jpeg(overlay(image.astype(np.uint8), heat)), durable=False)
+def save_heatmap(target: Path, pixels: np.ndarray, heat: np.ndarray, cfg: PreprocessConfig) -> None:
+    """The map over the decoded image, as a JPEG (a viewing aid, made again if lost: not flushed
+    to disk). `cfg` is the model's preprocessing: where the image lies in its input."""
+    box = content_box(pixels.shape[0], pixels.shape[1], cfg)
+    write_bytes(target, encode_jpeg(overlay(pixels, heat, box, cfg.image_size)), durable=False)

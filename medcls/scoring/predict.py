@@ -61,7 +61,7 @@ def score_batch(
         }
     )
     rows["review_image"], rows["heatmap"] = "", ""
-    show(rows, images, batch, features, production, cfg, out_dir, write, shown_to_doctor(rows))
+    show(rows, images, features, production, cfg, out_dir, write, shown_to_doctor(rows))
     return ScoredBatch(rows, vectors)
 
 
@@ -73,7 +73,6 @@ def shown_to_doctor(rows: pd.DataFrame) -> np.ndarray:
 def show(
     rows: pd.DataFrame,
     images: list[ScannedImage],
-    batch: np.ndarray,
     features: np.ndarray,
     production: RegisteredModel,
     cfg: ScoreConfig,
@@ -91,16 +90,17 @@ def show(
     classes = rows.loc[wanted, "label"].map({name: i for i, name in enumerate(production.class_names)}).to_numpy()
     maps = class_activation_maps(features[wanted], logits_kernel(production.model), classes)
     paths = [heatmap_path(out_dir, image_id, production.version) for image_id in rows.loc[wanted, "image_id"]]
-    for path, image, heat in zip(paths, batch[wanted], maps, strict=True):
-        write(save_heatmap, path, image, heat)
+    pictured = [image for image, chosen in zip(images, wanted, strict=True) if chosen]
+    for path, image, heat in zip(paths, pictured, maps, strict=True):
+        write(save_heatmap, path, image.pixels, heat, production.preprocess)
     rows.loc[wanted, "heatmap"] = [path.relative_to(out_dir).as_posix() for path in paths]
 
 
-def features_of(images: list[ScannedImage], production: RegisteredModel) -> tuple[np.ndarray, np.ndarray]:
-    """The prepared batch and its last convolutional features (for heat maps)."""
+def features_of(images: list[ScannedImage], production: RegisteredModel) -> np.ndarray:
+    """The images' last convolutional features (for heat maps)."""
     batch = np.stack([image.prepared for image in images]).astype(np.float32)
     _, features = _with_features(production.model).predict_on_batch(batch)
-    return batch, np.asarray(features)
+    return np.asarray(features)
 
 
 def _review_image(image: ScannedImage, out_dir: Path, write: Submit) -> str:

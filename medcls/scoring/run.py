@@ -231,9 +231,8 @@ def _send_to_review(
     again = [file for file in files if printable_path(file.path) in paths]
     images = [image for image in ChunkReader(production, limits, set()).fresh(again) if image.image_id in position]
     for batch in batched(images, cfg.batch_size):
-        prepared, features = features_of(batch, production)
         shown = rows.loc[[position[image.image_id] for image in batch]].copy()
-        show(shown, batch, prepared, features, production, cfg, out_dir, write, np.ones(len(batch), bool))
+        show(shown, batch, features_of(batch, production), production, cfg, out_dir, write, np.ones(len(batch), bool))
         rows.loc[shown.index, ["review_image", "heatmap"]] = shown[["review_image", "heatmap"]]
 
 
