@@ -183,6 +183,10 @@ class AugmentConfig(_Section):
     zoom_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     brightness: Fraction = 0.0  # a random offset of up to this fraction of the 0-255 range
     contrast: Fraction = 0.1
+    # Acquisition differences between devices and sites (all off by default):
+    gamma: float = Field(0.0, ge=0.0, le=1.0)  # each image through a gamma in [exp(-g), exp(g)]
+    blur_sigma: float = Field(0.0, ge=0.0, le=3.0)  # half the images blurred, sigma up to this (px)
+    noise: Fraction = 0.0  # Gaussian noise, standard deviation up to this fraction of 0-255
     # Off by default: laterality matters in chest X-rays (cells and tissue patches can flip).
     horizontal_flip: bool = False
     vertical_flip: bool = False

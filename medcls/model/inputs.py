@@ -5,6 +5,8 @@ Augmentation runs here, in parallel with the training step, and is never part of
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from medcls.config import TrainConfig
@@ -22,7 +24,7 @@ def training_dataset(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: TrainCon
         images = tf.cast(images, tf.float32)
         if quarter_turns:
             images = _random_quarter_turns(images)
-        return augment(images, training=True), labels, batch_weights
+        return acquisition_shift(augment(images, training=True), cfg), labels, batch_weights
 
     dataset = tf.data.Dataset.from_tensor_slices((x, np.eye(n_classes, dtype=np.float32)[y], weights))
     dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(cfg.batch_size)
@@ -66,7 +68,34 @@ def augmentation(cfg: TrainConfig, seed: int):
         steps.append(layers.RandomBrightness(augment.brightness, value_range=(0, 255), seed=seed + 5))
     if augment.contrast:
         steps.append(layers.RandomContrast(augment.contrast, value_range=(0, 255), seed=seed + 2))
+    if augment.blur_sigma:
+        kernel = 2 * math.ceil(2 * augment.blur_sigma) + 1  # covers two sigmas each side
+        steps.append(
+            layers.RandomGaussianBlur(
+                factor=(0.5, 0.5),
+                kernel_size=kernel,
+                sigma=(0.0, augment.blur_sigma),
+                value_range=(0, 255),
+                seed=seed + 6,
+            )
+        )
     return keras.Sequential(steps or [layers.Identity()], name="augmentation")
+
+
+def acquisition_shift(images, cfg: TrainConfig):
+    """What another device or site changes in an image (0-255 floats, N x S x S x C): its
+    intensity response (a random gamma per image) and its noise (a random level per image).
+    Blur is a Keras layer (`augmentation`)."""
+    import tensorflow as tf
+
+    augment, count = cfg.augment, tf.shape(images)[0]
+    if augment.gamma:
+        gamma = tf.exp(tf.random.uniform([count, 1, 1, 1], -augment.gamma, augment.gamma))
+        images = 255.0 * tf.pow(images / 255.0, gamma)
+    if augment.noise:
+        level = tf.random.uniform([count, 1, 1, 1], 0.0, augment.noise * 255.0)
+        images = tf.clip_by_value(images + level * tf.random.normal(tf.shape(images)), 0.0, 255.0)
+    return images
 
 
 def _random_quarter_turns(images):
