@@ -158,7 +158,8 @@ class ValidateConfig(_Section):
 class PreprocessConfig(_Section):
     """The input contract: the same values drive training and scoring (saved with the model)."""
 
-    image_size: int = Field(32, ge=8, le=1024)
+    # "auto": the training images' own size (median longer side), at most 64 px (medcls.data.preprocess).
+    image_size: Annotated[int, Field(ge=8, le=1024)] | Literal["auto"] = 32
     # "auto": RGB if the data holds colour images, else grayscale.
     channels: Literal["auto", 1, 3] = "auto"
     resize: Literal["pad", "stretch"] = "pad"
@@ -202,7 +203,8 @@ class TrainConfig(_Section):
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     # Feature extractor: a stem that shrinks the input by stem_stride (2: strided convolution,
     # 4: then max-pooling), then one residual stage per width, halving the resolution between stages.
-    stem_stride: Literal[1, 2, 4] = 1
+    # "auto": 1 up to 40 px inputs, 2 above (medcls.model.network.resolve_stem_stride).
+    stem_stride: Literal[1, 2, 4, "auto"] = 1
     widths: list[PositiveInt] = Field(default=[24, 48, 96], min_length=1)
     blocks_per_stage: PositiveInt = 1
     dropout: float = Field(0.2, ge=0.0, lt=1.0)

@@ -7,6 +7,7 @@ Scaling to [0, 1] and standardisation happen inside the model.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from functools import partial
@@ -38,11 +39,12 @@ def preprocess_data(cfg: PreprocessConfig, raw_dir: Path, out_dir: Path) -> Prep
     manifest = load_manifest(raw_dir)
     dataset = load_dataset_facts(raw_dir)
     raw = RawData(raw_dir)
-    resolved = resolve_channels(cfg, manifest["channels"])
+    train = manifest[manifest["split"] == "train"]
+    resolved = resolve_image_size(resolve_channels(cfg, manifest["channels"]), train)
     # The input contract, saved with the model: scoring prepares images exactly like this, and
     # sends images unlike the training ones (acquisition) to review.
     contract = {"class_names": dataset["class_names"], "preprocess": resolved.model_dump(), "dicom": dataset["dicom"],
-                "acquisition": training_acquisition(manifest[manifest["split"] == "train"])}  # fmt: skip
+                "acquisition": training_acquisition(train)}  # fmt: skip
     class_index = {name: index for index, name in enumerate(dataset["class_names"])}
     counts = {}
     with staged_dir(out_dir) as staging:
@@ -62,6 +64,21 @@ def resolve_channels(cfg: PreprocessConfig, channels: object) -> PreprocessConfi
     if cfg.channels != "auto":
         return cfg
     return cfg.model_copy(update={"channels": 3 if 3 in set(channels) else 1})
+
+
+AUTO_MAX_SIZE = 64  # px: on the chest X-rays, 64 beat 128 on validation (BENCHMARKS.md), at a quarter of the cost
+AUTO_MIN_SIZE = 16  # px: three stages halve it twice
+
+
+def resolve_image_size(cfg: PreprocessConfig, train: pd.DataFrame) -> PreprocessConfig:
+    """`image_size: auto` becomes the training images' own size (the median of their longer
+    sides: never upscaled beyond what the data holds), between 16 and 64 px, a multiple of 4."""
+    if cfg.image_size != "auto":
+        return cfg
+    native = int(np.median(np.maximum(train["width"], train["height"]))) if len(train) else AUTO_MAX_SIZE
+    size = max(AUTO_MIN_SIZE, min(AUTO_MAX_SIZE, native)) // 4 * 4
+    logging.getLogger(__name__).info("preprocess.image_size auto: %d px (training images: %d px)", size, native)
+    return cfg.model_copy(update={"image_size": size})
 
 
 def prepare_files(paths: list[Path], cfg: PreprocessConfig, description: str = "preprocess") -> np.ndarray:
@@ -97,8 +114,8 @@ def prepare_image(pixels: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """Grayscale/RGB, 8/16-bit pixels -> S x S x C uint8. The image is shrunk first, so every
     later step (intensity window, denoise, CLAHE) works at the model's resolution; padding comes
     last so that it counts in neither the window nor the contrast tiles."""
-    if cfg.channels == "auto":
-        raise ValueError("prepare_image needs resolved channels (1 or 3), see resolve_channels")
+    if cfg.channels == "auto" or cfg.image_size == "auto":
+        raise ValueError("prepare_image needs a resolved size and channels, see resolve_image_size, resolve_channels")
     image = _fit(_convert_channels(pixels, int(cfg.channels)), cfg.image_size, cfg.resize)
     image = _to_8bit(image, cfg.normalize == "percentile")
     if cfg.denoise:

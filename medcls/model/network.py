@@ -25,6 +25,17 @@ LOGITS_LAYER = "logits"
 TEMPERATURE_LAYER = "temperature"  # divides the logits by the calibrated temperature
 
 
+AUTO_STRIDE_ABOVE = 40  # px: larger inputs get a strided stem, so the first stage works at 20-32 px
+
+
+def resolve_stem_stride(cfg: TrainConfig, input_size: int) -> TrainConfig:
+    """`stem_stride: auto` becomes 1 for inputs up to 40 px and 2 above: the first stage then
+    costs about what a 32-px input's does, while the stem sees every pixel."""
+    if cfg.stem_stride != "auto":
+        return cfg
+    return cfg.model_copy(update={"stem_stride": 2 if input_size > AUTO_STRIDE_ABOVE else 1})
+
+
 def build_classifier(
     cfg: TrainConfig,
     input_shape: tuple[int, int, int],
@@ -37,6 +48,8 @@ def build_classifier(
     runs in float32, also under mixed precision, so probabilities stay exact."""
     import keras
     from keras import layers
+
+    cfg = resolve_stem_stride(cfg, input_shape[0])
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)

@@ -7,6 +7,7 @@ version and the model with its signature and input contract.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import subprocess
@@ -27,6 +28,7 @@ from medcls.model.network import (
     batchnorm_momentum,
     build_classifier,
     forward_flops,
+    resolve_stem_stride,
     set_batchnorm_momentum,
     with_temperature,
 )
@@ -71,13 +73,18 @@ def train_model(
     accelerator = configure_accelerator(seed)
     contract = load_contract(processed_dir)
     x_train, y_train, _ = load_split(processed_dir, "train")
+    if cfg.stem_stride == "auto":
+        cfg = resolve_stem_stride(cfg, x_train.shape[1])
+        logging.getLogger(__name__).info("train.stem_stride auto: %d (%d px inputs)", cfg.stem_stride, x_train.shape[1])
     x_val, y_val, _ = load_split(processed_dir, "val")
     n_classes = len(contract["class_names"])
     with accelerator.scope():
         model = compiled_model(cfg, x_train, n_classes, steps_per_epoch=-(-len(x_train) // cfg.batch_size))
     mlflow.set_experiment(experiment_id=ensure_experiment(cfg.experiment))
     with mlflow.start_run(run_name=run_name(cfg, contract, run_params)) as run:
-        mlflow.log_params(run_params)
+        # What `auto` settings became, beside the params as written.
+        mlflow.log_params(run_params | {"resolved.preprocess.image_size": contract["preprocess"]["image_size"],
+                                        "resolved.train.stem_stride": cfg.stem_stride})  # fmt: skip
         hashes = _log_data_versions(data_versions)
         mlflow.set_tags(
             {"data_version": hashes[RAW_DATA], "device": accelerator.device, "precision": accelerator.precision}

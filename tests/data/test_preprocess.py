@@ -5,12 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from medcls.config import DataConfig, PreprocessConfig, SyntheticConfig
 from medcls.data.ingest import ingest_data
 from medcls.data.manifest import load_manifest
-from medcls.data.preprocess import load_contract, load_split, prepare_files, prepare_image, preprocess_data
+from medcls.data.preprocess import (
+    load_contract,
+    load_split,
+    prepare_files,
+    prepare_image,
+    preprocess_data,
+    resolve_image_size,
+)
 
 GRAY = PreprocessConfig(image_size=16, channels=1)
 
@@ -62,9 +70,10 @@ def test_clahe_and_denoise_change_the_image():
     assert denoised.std() < noisy.std()
 
 
-def test_auto_channels_must_be_resolved():
-    with pytest.raises(ValueError, match="resolved channels"):
-        prepare_image(_gradient(8, 8), PreprocessConfig())
+@pytest.mark.parametrize("unresolved", [{"image_size": 16}, {"image_size": "auto", "channels": 1}])
+def test_auto_size_and_channels_must_be_resolved(unresolved: dict):
+    with pytest.raises(ValueError, match="needs a resolved size and channels"):
+        prepare_image(_gradient(8, 8), PreprocessConfig(**unresolved))
 
 
 def test_stage_writes_arrays_per_split_and_the_contract(tmp_path: Path):
@@ -93,3 +102,10 @@ def test_training_and_scoring_prepare_files_identically(tmp_path: Path):
     x, _, ids = load_split(processed, "train")
     files = load_manifest(raw).set_index("image_id").loc[ids, "file"]
     assert np.array_equal(prepare_files([raw / f for f in files], contract), x)
+
+
+@pytest.mark.parametrize(("sides", "size"), [([224, 224, 180], 64), ([28, 28], 28), ([50, 51, 49], 48), ([10, 12], 16)])
+def test_image_size_auto_is_the_images_own_within_bounds(sides: list[int], size: int):
+    train = pd.DataFrame({"width": sides, "height": [side // 2 for side in sides]})
+    assert resolve_image_size(PreprocessConfig(image_size="auto"), train).image_size == size
+    assert resolve_image_size(PreprocessConfig(image_size=100), train).image_size == 100  # as written

@@ -96,3 +96,11 @@ def test_a_training_step_takes_an_odd_batch():
     rng = np.random.default_rng(3)
     images, labels = rng.integers(0, 256, (19, 28, 28, 1)).astype(np.float32), np.eye(4)[rng.integers(0, 4, 19)]
     assert np.isfinite(model.train_on_batch(images, labels))
+
+
+@pytest.mark.parametrize(("size", "stride"), [(28, 1), (40, 1), (44, 2), (64, 2)])
+def test_stem_stride_auto_keeps_the_first_stage_near_32_px(size: int, stride: int):
+    from medcls.model.network import resolve_stem_stride
+
+    assert resolve_stem_stride(TrainConfig(stem_stride="auto"), size).stem_stride == stride
+    assert resolve_stem_stride(TrainConfig(stem_stride=4), size).stem_stride == 4  # as written
