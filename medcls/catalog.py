@@ -16,6 +16,11 @@ PREPARED_SPLITS = (*SPLITS, CALIBRATION)
 PARAMS_FILE = "params.yaml"
 PRESETS_DIR = "presets"  # preset overlays, beside params.yaml (medcls preset NAME)
 
+# Who labels a scored image (`decision` in predictions.csv), and the `reason`s scoring and review share.
+AUTO, REVIEW, OUT_OF_DISTRIBUTION = "auto", "review", "out_of_distribution"
+AUDIT = "audit"  # the reason of an auto row that also goes to review
+DRIFT = "drift"  # the reason of a row sent to review because its chunk drifted
+
 
 def _file(name: str) -> property:
     """A property giving `root / name`."""

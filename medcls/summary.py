@@ -6,7 +6,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from medcls.catalog import ProjectPaths, ScoringOutputs, TrustFiles, ValidationReports
+from medcls.catalog import (
+    AUTO,
+    OUT_OF_DISTRIBUTION,
+    REVIEW,
+    ProjectPaths,
+    ScoringOutputs,
+    TrustFiles,
+    ValidationReports,
+)
 from medcls.config import Params
 from medcls.model.guarantee import Guarantee
 from medcls.registry import production_version
@@ -50,7 +58,7 @@ def _predictions(paths: ProjectPaths, outputs: ScoringOutputs) -> str:
     if predictions.empty:
         return "none yet: medcls score"
     decisions = predictions["decision"].value_counts()
-    auto, review, outside = (int(decisions.get(key, 0)) for key in ("auto", "review", "out_of_distribution"))
+    auto, review, outside = (int(decisions.get(key, 0)) for key in (AUTO, REVIEW, OUT_OF_DISTRIBUTION))
     queue = _relative(paths, outputs.review_queue)
     return f"{len(predictions)} rows: {auto} auto, {review} to review, {outside} out of distribution ({queue})"
 

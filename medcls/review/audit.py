@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medcls.catalog import RawData, ScoringOutputs
+from medcls.catalog import REVIEW, RawData, ScoringOutputs
 from medcls.data.manifest import load_manifest
 from medcls.data.preprocess import load_split
 from medcls.model.network import pooled_features_model
@@ -111,7 +111,7 @@ def audit_queue(out_dir: Path) -> pd.DataFrame:
             "label": audit["suggested_label"],
             "confidence": audit["suggested_label_probability"].astype(float),
             "given_label": audit["given_label"],
-            "decision": "review",
+            "decision": REVIEW,
             "model_version": "label audit",
             "heatmap": "",
             "reason": "label audit",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medcls.catalog import LabelledPool
+from medcls.catalog import AUDIT, AUTO, LabelledPool
 from medcls.config import ScoreConfig
 from medcls.model.guarantee import error_evidence
 from medcls.registry.audits import guarantee_terms, record_audits
@@ -63,12 +63,17 @@ def check_audited_labels(
     return verdicts
 
 
+def audited_auto_labels(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The auto-labelled rows drawn for audit: they go to review as well."""
+    return predictions[(predictions["decision"] == AUTO) & (predictions["reason"] == AUDIT)]
+
+
 def audit_outcomes(predictions: pd.DataFrame, pool_dir: Path) -> dict[str, list[bool]]:
     """Per model version, whether each audited auto label a doctor reviewed was wrong, in the
     order the reviews were given (the order the sequential test needs)."""
     if predictions.empty or "reason" not in predictions:
         return {}
-    audited = predictions[(predictions["decision"] == "auto") & (predictions["reason"] == "audit")]
+    audited = audited_auto_labels(predictions)
     pool = read_csv_table(LabelledPool(pool_dir).labels, ("model_version", "reviewer", "reviewed_at"))
     if audited.empty or pool.empty:
         return {}

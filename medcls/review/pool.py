@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from medcls.catalog import LabelledPool, RawData, ScoringOutputs, image_file
+from medcls.catalog import AUTO, LabelledPool, RawData, ScoringOutputs, image_file
 from medcls.config import DicomConfig
 from medcls.data.images import ImageLimits, encode_png, load_image, unreadable_reason
 from medcls.data.images import image_id as compute_id
@@ -126,7 +126,7 @@ def import_reviews(
             doctor.append(row)
     in_pool = set(reviews["image_id"]) | set(pool["image_id"])  # an auto label never replaces anything
     auto = []
-    for image_id, prediction in latest[latest["decision"] == "auto"].iterrows():
+    for image_id, prediction in latest[latest["decision"] == AUTO].iterrows():
         if image_id not in in_pool:
             row = _pool_row(prediction, _auto_review(image_id, prediction), "auto", pool_dir, out_dir, dicom)
             (

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from medcls.catalog import ScoringOutputs
+from medcls.catalog import OUT_OF_DISTRIBUTION, REVIEW, ScoringOutputs
 from medcls.review.audit import audit_queue
+from medcls.review.guarantee_audit import audited_auto_labels
 from medcls.review.label_studio import export_label_studio
 from medcls.support.files import write_table
 
@@ -31,15 +32,15 @@ def review_queue(predictions: pd.DataFrame, order: str) -> pd.DataFrame:
     if not len(predictions):
         return predictions
     if "reason" not in predictions:  # predictions written before rows had a reason
-        predictions = predictions.assign(reason=predictions["decision"].map({"review": "uncertain"}).fillna(""))
+        predictions = predictions.assign(reason=predictions["decision"].map({REVIEW: "uncertain"}).fillna(""))
     column, most_uncertain_first = {"entropy": ("entropy", False), "margin": ("margin", True)}.get(
         order, ("confidence", True)
     )
-    review = predictions[predictions["decision"] == "review"]
+    review = predictions[predictions["decision"] == REVIEW]
     return pd.concat(
         [
             review.sort_values(column, ascending=most_uncertain_first, kind="stable"),
-            predictions[predictions["decision"] == "out_of_distribution"],
-            predictions[(predictions["decision"] == "auto") & (predictions["reason"] == "audit")],
+            predictions[predictions["decision"] == OUT_OF_DISTRIBUTION],
+            audited_auto_labels(predictions),
         ]
     )

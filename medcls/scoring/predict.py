@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medcls.catalog import ScoringOutputs
+from medcls.catalog import AUDIT, AUTO, ScoringOutputs
 from medcls.config import ScoreConfig
 from medcls.data.images import encode_png
 from medcls.model.network import logits_kernel, pooled, with_features
 from medcls.registry.models import RegisteredModel
 from medcls.scoring.heatmaps import class_activation_maps, heatmap_path, save_heatmap
 from medcls.scoring.reader import ScannedImage
-from medcls.scoring.triage import AUDIT, AUTO, decide, triage
+from medcls.scoring.triage import decide, triage
 from medcls.support.files import write_bytes
 
 Submit = Callable[..., None]  # runs a file-writing job somewhere (medcls.support.parallel.background)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medcls.catalog import ScoringOutputs
+from medcls.catalog import AUDIT, AUTO, DRIFT, OUT_OF_DISTRIBUTION, REVIEW, ScoringOutputs
 from medcls.config import ScoreConfig
 from medcls.data.images import ImageLimits
 from medcls.errors import DataError
@@ -35,7 +35,6 @@ from medcls.scoring.quarantine import quarantine_files, readmit_changed
 from medcls.scoring.reader import ChunkReader
 from medcls.scoring.report import RunReport, auto_label_basis, log_run
 from medcls.scoring.store import fold_pending, of_version, save_part, scored_ids
-from medcls.scoring.triage import AUDIT, AUTO, DRIFT, OUT_OF_DISTRIBUTION, REVIEW
 from medcls.support.files import printable_path
 from medcls.support.parallel import background, batched
 from medcls.support.progress import track

@@ -14,12 +14,9 @@ import hashlib
 
 import numpy as np
 
+from medcls.catalog import AUDIT, AUTO, OUT_OF_DISTRIBUTION, REVIEW
 from medcls.config import ScoreConfig
 from medcls.registry.models import RegisteredModel
-
-AUTO, REVIEW, OUT_OF_DISTRIBUTION = "auto", "review", "out_of_distribution"
-AUDIT = "audit"  # the reason of an auto row that also goes to review
-DRIFT = "drift"  # the reason of a row sent to review because its chunk drifted
 
 
 def triage(probabilities: np.ndarray, class_names: list[str]) -> dict[str, np.ndarray]:
