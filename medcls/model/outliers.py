@@ -11,7 +11,6 @@ wrongly rejects at most a share epsilon of images exchangeable with the calibrat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -33,16 +32,6 @@ class OutlierGate:
         """Conformal p-values: the share of calibration images at least as unusual."""
         at_least = len(self.calibration_scores) - np.searchsorted(self.calibration_scores, scores, side="left")
         return (1 + at_least) / (len(self.calibration_scores) + 1)
-
-    def save(self, path: Path) -> Path:
-        with path.open("wb") as stream:
-            np.savez(stream, means=self.means, whitening=self.whitening, calibration_scores=self.calibration_scores)
-        return path
-
-    @classmethod
-    def load(cls, path: Path) -> OutlierGate:
-        with np.load(path) as arrays:
-            return cls(arrays["means"], arrays["whitening"], arrays["calibration_scores"])
 
 
 def fit_gate(train_features: np.ndarray, train_labels: np.ndarray, calibration_features: np.ndarray) -> OutlierGate:

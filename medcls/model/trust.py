@@ -20,8 +20,6 @@ from medcls.support.files import read_json, write_bytes, write_json
 
 _COMPONENTS = 5  # principal directions of the features along which drift is tested
 _BATCH = 256
-_ARRAYS = ("means", "whitening", "calibration_scores", "confidences", "predicted", "feature_mean", "components",
-           "projections")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ class Trust:
         files = TrustFiles(folder)
         guarantee = Guarantee.from_dict(read_json(files.guarantee))
         with np.load(files.arrays) as stored:
-            arrays = {name: stored[name] for name in _ARRAYS}
+            arrays = {name: stored[name] for name in stored.files}
         gate = OutlierGate(arrays["means"], arrays["whitening"], arrays["calibration_scores"])
         reference = DriftReference(
             arrays["confidences"], arrays["calibration_scores"], arrays["predicted"], arrays["feature_mean"],

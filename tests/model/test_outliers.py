@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from medcls.model.outliers import OutlierGate, fit_gate
+from medcls.model.trust import ModelOutputs, Trust, build_trust
 
 
 def _classes(rng: np.random.Generator, count: int, dimensions: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -45,13 +46,19 @@ def test_the_gate_rejects_features_unlike_every_class():
     assert gate.scores(between)[0] > np.median(gate.calibration_scores)
 
 
-def test_a_gate_is_saved_and_loaded_unchanged(tmp_path: Path):
+def test_a_gate_is_saved_and_loaded_unchanged_with_the_models_trust(tmp_path: Path):
     rng = np.random.default_rng(2)
-    train, labels = _classes(rng, 600)
-    gate = fit_gate(train, labels, _classes(rng, 200)[0])
-    loaded = OutlierGate.load(gate.save(tmp_path / "gate.npz"))
+
+    def outputs(count: int) -> ModelOutputs:
+        features, labels = _classes(rng, count)
+        return ModelOutputs(rng.dirichlet(np.ones(3), count), features, labels)
+
+    trust = build_trust(outputs(600), outputs(200), outputs(200), ["a", "b", "c"], 0.05, 0.1, "marginal")
+    loaded = Trust.load(trust.save(tmp_path / "trust"))
     probe = _classes(rng, 10)[0]
-    np.testing.assert_allclose(loaded.scores(probe), gate.scores(probe))
+    np.testing.assert_allclose(loaded.gate.scores(probe), trust.gate.scores(probe))
+    np.testing.assert_allclose(loaded.reference.project(probe), trust.reference.project(probe))
+    assert loaded.guarantee == trust.guarantee
 
 
 @pytest.mark.parametrize("calibration", [0, 5])
