@@ -287,11 +287,10 @@ def _finish(
     report: RunReport,
 ) -> ScoreResult:
     """Publish the review queue of this version's predictions and count what the run did."""
-    current = of_version(predictions, production.version)
-    if _queue_stale(ScoringOutputs(out_dir)):
+    current, outputs = of_version(predictions, production.version), ScoringOutputs(out_dir)
+    if _queue_stale(outputs):
         publish_review_queue(current, cfg.review_order, production.class_names, out_dir)
     decisions = current["decision"].value_counts() if len(current) else pd.Series(dtype=int)
-    outputs = ScoringOutputs(out_dir)
     return ScoreResult(
         outputs.predictions,
         outputs.review_queue,
