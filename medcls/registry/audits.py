@@ -4,15 +4,15 @@ stops the version's auto labels (scoring reads it afresh each run; `medcls model
 
 from __future__ import annotations
 
-from medcls.registry.models import SUSPENDED_TAG
+from medcls.registry.models import ALPHA_TAG, CONFIDENCE_TAG, SUSPENDED_TAG
 
 
 def guarantee_terms(model_name: str, version: str) -> tuple[float, float] | None:
     """(alpha, delta) the version's auto labels were certified at; None if it has no guarantee."""
     tags = _tags(model_name, version)
-    if tags is None or "max_auto_error" not in tags or "guarantee_confidence" not in tags:
+    if tags is None or ALPHA_TAG not in tags or CONFIDENCE_TAG not in tags:
         return None
-    return float(tags["max_auto_error"]), 1 - float(tags["guarantee_confidence"])
+    return float(tags[ALPHA_TAG]), 1 - float(tags[CONFIDENCE_TAG])
 
 
 def record_audits(model_name: str, version: str, audited: int, wrong: int, evidence: float, suspend: str) -> bool:

@@ -20,6 +20,7 @@ from medcls.model.trust import Trust
 PRODUCTION = "production"  # the alias of the version in production
 TRUST_TAG = "trust"  # where in its run's artifacts a version's trust is
 SUSPENDED_TAG = "auto_labelling_suspended"  # why audits stopped a version's auto labels
+ALPHA_TAG, CONFIDENCE_TAG = "max_auto_error", "guarantee_confidence"  # the terms its auto labels were certified at
 
 
 @dataclass(frozen=True)

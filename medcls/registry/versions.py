@@ -27,7 +27,14 @@ from medcls.model.trust import Trust
 from medcls.registry.comparison import candidate_figures, figures_on_candidate_images
 from medcls.registry.gate import Figures, promotion_decision
 from medcls.registry.lock import registry_lock
-from medcls.registry.models import SUSPENDED_TAG, TRUST_TAG, load_model_version, production_version
+from medcls.registry.models import (
+    ALPHA_TAG,
+    CONFIDENCE_TAG,
+    SUSPENDED_TAG,
+    TRUST_TAG,
+    load_model_version,
+    production_version,
+)
 from medcls.support.files import read_json, write_json
 from medcls.support.versioning import locked_hashes
 
@@ -195,8 +202,8 @@ def _attach_trust(model_name: str, version: str, run_id: str, trust_dir: Path) -
         "auto_labels": guarantee.describe(),
         "auto_labels_certified": str(guarantee.certified).lower(),
         "auto_label_threshold": _threshold_tag(guarantee),
-        "max_auto_error": str(guarantee.alpha),
-        "guarantee_confidence": str(round(1 - guarantee.delta, 6)),
+        ALPHA_TAG: str(guarantee.alpha),
+        CONFIDENCE_TAG: str(round(1 - guarantee.delta, 6)),
         "calibration_images": str(guarantee.calibration_images),
         "expected_auto_share": f"{guarantee.expected_coverage:.4f}",
     }
@@ -222,7 +229,7 @@ def _auto_label_status(tags: dict[str, str]) -> str:
     threshold = tags.get("auto_label_threshold", "")
     at = "a threshold per class" if threshold.startswith("{") else f"confidence >= {threshold}"
     share = float(tags.get("expected_auto_share", 0))
-    confidence = float(tags.get("guarantee_confidence", 0))
+    confidence = float(tags.get(CONFIDENCE_TAG, 0))
     return f"error <= {tags.get('max_auto_error')} ({confidence:.0%}) at {at}, ~{share:.0%} auto"
 
 
