@@ -64,6 +64,7 @@ def main() -> None:
 
 def run_preset(name: str, workdir: Path, overrides: list[str], defaults: bool = False) -> dict:
     from medcls import pipeline
+    from medcls.data.preprocess import load_contract
     from medcls.presets import preset_params
 
     params = preset_params(PRESETS / f"{name}.yaml")
@@ -92,10 +93,12 @@ def run_preset(name: str, workdir: Path, overrides: list[str], defaults: bool = 
         "best_epoch": trained.best_epoch + 1,
         "images_per_second": trained.images_per_second,
         "run_id": trained.run_id,
+        # What the settings became (`auto` ones resolved from the data, the budget and this machine).
         "settings": {
-            "image_size": params["preprocess"]["image_size"],
-            "stem_stride": params["train"]["stem_stride"],
-            "widths": params["train"]["widths"],
+            "image_size": load_contract(project.paths.processed)["preprocess"]["image_size"],
+            "stem_stride": trained.resolved["resolved.train.stem_stride"],
+            "widths": trained.resolved["resolved.train.widths"],
+            "planned_epochs": trained.resolved["resolved.train.epochs"],
             "batch_size": params["train"]["batch_size"],
         },
     }
@@ -132,19 +135,20 @@ def _set(tree: dict, dotted: str, value: object) -> None:
 
 def markdown_table(results: dict[str, dict]) -> str:
     lines = [
-        "| data | method | test AUC | test ACC | training (2-core CPU) |",
-        "|---|---|---|---|---|",
+        "| data | method | val AUC / ACC | test AUC | test ACC | training (2-core CPU) |",
+        "|---|---|---|---|---|---|",
     ]
     for name, result in results.items():
         test = result["test"]
         target_auc, target_acc = TARGETS[name]
         lines.append(
             f"| {name} | **medcls** ({_settings(result)}; {result['epochs']} epochs, best {result['best_epoch']}) "
+            f"| {result['val']['auc']:.4f} / {result['val']['acc']:.4f} "
             f"| **{test['auc']:.4f}** | **{test['acc']:.4f}** | {result['train_minutes']:.1f} min |"
         )
-        lines.append(f"| {name} | target | ≥ {target_auc:.3f} | ≥ {target_acc:.3f} | ≤ 30 min |")
+        lines.append(f"| {name} | target | | ≥ {target_auc:.3f} | ≥ {target_acc:.3f} | ≤ 30 min |")
         for method, (auc, acc) in PUBLISHED[name].items():
-            lines.append(f"| {name} | {method} | {auc:.3f} | {acc:.3f} | |")
+            lines.append(f"| {name} | {method} | | {auc:.3f} | {acc:.3f} | |")
     return "\n".join(lines)
 
 

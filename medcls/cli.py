@@ -94,8 +94,9 @@ def train(context: typer.Context) -> None:
     from medcls import pipeline
 
     r = pipeline.train(_project(context))
+    settings = ", ".join(f"{key.removeprefix('resolved.train.')} {value}" for key, value in r.resolved.items())
     _say(
-        f"trained {r.epochs_run} epochs (best {r.best_epoch + 1}) in {r.seconds:.0f} s, "
+        f"trained ({settings}) {r.epochs_run} epochs (best {r.best_epoch + 1}) in {r.seconds:.0f} s, "
         f"{r.images_per_second:.0f} images/s on {r.device}; MLflow run {r.run_id}"
     )
 

@@ -54,7 +54,7 @@ class SyntheticConfig(_Section):
 
     patients: int = Field(420, ge=12)
     images_per_patient: tuple[PositiveInt, PositiveInt] = (1, 6)
-    image_size: int = Field(64, ge=32, le=512)
+    image_size: int = Field(32, ge=32, le=512)  # small: the demo trains in minutes
     # Lesion contrast relative to the anatomy; lower is harder.
     lesion_strength: float = Field(1.0, gt=0.0)
 
@@ -158,8 +158,8 @@ class ValidateConfig(_Section):
 class PreprocessConfig(_Section):
     """The input contract: the same values drive training and scoring (saved with the model)."""
 
-    # "auto": the training images' own size (median longer side), at most 64 px (medcls.data.preprocess).
-    image_size: Annotated[int, Field(ge=8, le=1024)] | Literal["auto"] = 32
+    # "auto": the training images' own size (median longer side), 16-64 px (medcls.data.preprocess).
+    image_size: Annotated[int, Field(ge=8, le=1024)] | Literal["auto"] = "auto"
     # "auto": RGB if the data holds colour images, else grayscale.
     channels: Literal["auto", 1, 3] = "auto"
     resize: Literal["pad", "stretch"] = "pad"
@@ -194,26 +194,36 @@ class AugmentConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: PositiveInt = 15
+    # "auto" (epochs, widths): as many epochs and as wide a network as time_budget_minutes allows
+    # on this machine, measured with a short probe before training (medcls.model.plan).
+    epochs: PositiveInt | Literal["auto"] = "auto"
+    # Wall-clock limit of a training run (probe, epochs and all): `auto` settings are planned to
+    # fit it, and training stops at the end of the epoch that would overrun it.
+    time_budget_minutes: float = Field(30.0, gt=0.0)
     batch_size: PositiveInt = 64
     optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd: Nesterov momentum 0.9
-    learning_rate: float = Field(2e-3, gt=0.0)  # peak, after the warm-up; then cosine decay
+    learning_rate: float = Field(3e-3, gt=0.0)  # peak, after the warm-up; then cosine decay
     warmup_epochs: float = Field(1.0, ge=0.0)
-    weight_decay: float = Field(1e-4, ge=0.0)
-    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    weight_decay: float = Field(0.05, ge=0.0)
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
     # Feature extractor: a stem that shrinks the input by stem_stride (2: strided convolution,
     # 4: then max-pooling), then one residual stage per width, halving the resolution between stages.
-    # "auto": 1 up to 40 px inputs, 2 above (medcls.model.network.resolve_stem_stride).
-    stem_stride: Literal[1, 2, 4, "auto"] = 1
-    widths: list[PositiveInt] = Field(default=[24, 48, 96], min_length=1)
+    # "auto": 1 up to 40 px inputs; above, 1 where the time budget affords enough epochs at that
+    # resolution, else 2 (medcls.model.plan).
+    stem_stride: Literal[1, 2, 4, "auto"] = "auto"
+    widths: Annotated[list[PositiveInt], Field(min_length=1)] | Literal["auto"] = "auto"
     blocks_per_stage: PositiveInt = 1
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     # Momentum of the batch-norm moving statistics; null: from the steps per epoch (averaging over
     # about one epoch, 0.9 to 0.99).
     batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
     class_weights: bool = True  # weight the loss so every class counts equally
-    early_stopping_patience: PositiveInt = 5  # epochs without a better validation AUC
+    early_stopping_patience: PositiveInt = 10  # epochs without a better validation AUC
     augment: AugmentConfig = AugmentConfig()
+    # true: also train a wider network, one with a finer first stage and one with stronger
+    # augmentation, each on an equal share of the budget (medcls.model.search); the best on
+    # validation becomes the model, every candidate a nested MLflow run.
+    search: bool = False
     experiment: str = Field("medcls", min_length=1)
 
 
@@ -338,13 +348,25 @@ def check_params(raw: dict, origin: Path) -> Params:
 
 
 def describe_errors(exc: ValidationError) -> str:
-    """Pydantic's errors as one line: `train.epochs: Input should be greater than 0 (got -1)`."""
-    parts = []
+    """Pydantic's errors as one line: `train.epochs: Input should be greater than 0 (got -1)`; the
+    alternatives of a value that may also be a word are one message: `... greater than 0 or 'auto'`."""
+    messages: dict[str, list[str]] = {}
+    inputs: dict[str, object] = {}
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
+        key = ".".join(str(part) for part in error["loc"] if not _is_union_member(part))
         if error["type"] == "extra_forbidden":
-            parts.append(f"{key}: unknown key")
-        else:
-            parts.append(f"{key}: {message} (got {error.get('input')!r})")
-    return "; ".join(parts)
+            messages[key] = ["unknown key"]
+            continue
+        message = error["msg"].removeprefix("Value error, ")
+        alternatives = messages.setdefault(key, [])
+        alternatives.append(message.removeprefix("Input should be ") if alternatives else message)
+        inputs[key] = error.get("input")
+    return "; ".join(
+        f"{key}: " + " or ".join(alternatives) + (f" (got {inputs[key]!r})" if key in inputs else "")
+        for key, alternatives in messages.items()
+    )
+
+
+def _is_union_member(part: str | int) -> bool:
+    """Pydantic names which member of a union failed (`constrained-int`, `literal['auto']`)."""
+    return isinstance(part, str) and ("-" in part or "[" in part)

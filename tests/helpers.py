@@ -52,3 +52,18 @@ def requires_shared_data(name: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         not (SHARED_DATA / name).exists(), reason=f"{SHARED_DATA / name} is absent (it sits beside a developer clone)"
     )
+
+
+def train_on_processed(project, cfg, folder: Path, seed: int):
+    """Train `cfg` on a trained project's processed arrays into `folder` (its own MLflow run)."""
+    from medcls.model.train import train_model
+
+    return train_model(
+        cfg,
+        project.paths.processed,
+        folder / "models",
+        folder / "history.csv",
+        seed=seed,
+        run_params={},
+        data_versions={"data/raw": project.paths.raw},
+    )

@@ -23,7 +23,7 @@ def _medcls(*arguments: str, cwd: Path | None = None) -> subprocess.CompletedPro
     [
         ({"data": {"source": "dropbox:x"}}, "ingest", "unknown source scheme 'dropbox'"),
         ({"data": {"source": "folder:no/such/folder"}}, "ingest", "no/such/folder does not exist"),
-        ({"train": {"epochs": -3}}, "train", "train.epochs: Input should be greater than 0 (got -3)"),
+        ({"train": {"epochs": -3}}, "train", "train.epochs: Input should be greater than 0 or 'auto' (got -3)"),
     ],
 )
 def test_cli_reports_bad_params_in_one_line(tmp_path: Path, sections: dict, command: str, message: str):

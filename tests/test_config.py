@@ -40,7 +40,7 @@ def test_parse_source(value, expected):
     [
         ({"data": {"source": "s3:bucket"}}, "data.source: unknown source scheme 's3'"),
         ({"data": {"source": "folder:"}}, "data.source: 'folder:' needs a location"),
-        ({"train": {"epochs": -1}}, "train.epochs: Input should be greater than 0 (got -1)"),
+        ({"train": {"epochs": -1}}, "train.epochs: Input should be greater than 0 or 'auto' (got -1)"),
         ({"train": {"epoch": 3}}, "train.epoch: unknown key"),
         ({"preprocess": {"channels": 2}}, "preprocess.channels"),
         ({"data": {"patient_pattern": "(unclosed"}}, "data.patient_pattern: not a regular expression"),

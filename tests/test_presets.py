@@ -46,7 +46,7 @@ def test_switching_presets_leaves_nothing_of_the_first(tmp_path: Path):
     apply_preset(REPO / "presets" / "chest_xray.yaml", params_path)
     apply_preset(REPO / "presets" / "bloodmnist.yaml", params_path)
     assert load_params(params_path) == Params.model_validate(preset_params(REPO / "presets" / "bloodmnist.yaml"))
-    assert load_params(params_path).train.stem_stride == 1  # chest_xray's 2 is gone
+    assert not load_params(params_path).train.search  # chest_xray's search is gone
 
 
 def test_deep_merge_merges_sections_key_by_key():

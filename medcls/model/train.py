@@ -7,6 +7,7 @@ version and the model with its signature and input contract.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -14,6 +15,7 @@ import subprocess
 import time
 import warnings
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,8 @@ from medcls.model.network import (
     set_batchnorm_momentum,
     with_temperature,
 )
+from medcls.model.plan import EPOCH_SHARE, TrainingPlan, plan_training
+from medcls.model.search import PLANNED, candidate_names, search_candidates
 from medcls.runtime import configure_accelerator
 from medcls.support.files import staged_dir, write_json, write_table
 from medcls.support.tracking import ensure_experiment
@@ -39,6 +43,8 @@ from medcls.support.versioning import data_version
 
 LOGGED_MODEL_NAME = "model"  # the model's name inside its MLflow run
 RAW_DATA = "data/raw"  # the data version a run is tagged with (`data_version`), as in dvc.lock
+PROBE_WARMUP_STEPS = 3  # traced and compiled here: not timed
+PROBE_STEPS = 10
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class TrainResult:
     device: str
     temperature: float
     data_versions: dict[str, str]  # DVC hash of each data folder it was trained from (data/raw, data/processed)
+    resolved: dict[str, object]  # what the `auto` training settings became
 
 
 def train_model(
@@ -70,59 +77,55 @@ def train_model(
     whose digest is the folder's DVC hash, as dvc.lock records it."""
     import mlflow
 
+    budget = Budget(cfg.time_budget_minutes * 60)
     accelerator = configure_accelerator(seed)
     contract = load_contract(processed_dir)
-    x_train, y_train, _ = load_split(processed_dir, "train")
-    if cfg.stem_stride == "auto":
-        cfg = resolve_stem_stride(cfg, x_train.shape[1])
-        logging.getLogger(__name__).info("train.stem_stride auto: %d (%d px inputs)", cfg.stem_stride, x_train.shape[1])
-    x_val, y_val, _ = load_split(processed_dir, "val")
-    n_classes = len(contract["class_names"])
-    with accelerator.scope():
-        model = compiled_model(cfg, x_train, n_classes, steps_per_epoch=-(-len(x_train) // cfg.batch_size))
+    data = TrainingData(*load_split(processed_dir, "train")[:2], *load_split(processed_dir, "val")[:2],
+                        n_classes=len(contract["class_names"]))  # fmt: skip
     mlflow.set_experiment(experiment_id=ensure_experiment(cfg.experiment))
-    with mlflow.start_run(run_name=run_name(cfg, contract, run_params)) as run:
-        # What `auto` settings became, beside the params as written.
-        mlflow.log_params(run_params | {"resolved.preprocess.image_size": contract["preprocess"]["image_size"],
-                                        "resolved.train.stem_stride": cfg.stem_stride})  # fmt: skip
+    with mlflow.start_run() as run:
+        mlflow.log_params(run_params | {"resolved.preprocess.image_size": contract["preprocess"]["image_size"]})
         hashes = _log_data_versions(data_versions)
         mlflow.set_tags(
             {"data_version": hashes[RAW_DATA], "device": accelerator.device, "precision": accelerator.precision}
             | _code_version()
         )
-        started = time.perf_counter()
-        history, best_epoch = _fit(model, cfg, (x_train, y_train), (x_val, y_val), n_classes, seed)
-        seconds = time.perf_counter() - started
-        epochs_run = len(history["loss"])
-        throughput = len(x_train) * epochs_run / seconds
-        temperature = fit_temperature(predict_logits(model, x_val), y_val)
-        model = with_temperature(model, temperature)
+        train = _search if cfg.search else _fit
+        fitted = train(cfg, data, seed, accelerator, budget)
+        # What `auto` settings (and the search) became, beside the params as written.
+        mlflow.log_params(fitted.resolved(cfg.search))
+        mlflow.set_tag("mlflow.runName", run_name(fitted.plan.cfg, contract, run_params))
+        epochs_run = len(fitted.history["loss"])
+        throughput = len(data.x_train) * epochs_run / fitted.seconds
+        temperature = fit_temperature(predict_logits(fitted.model, data.x_val), data.y_val)
+        model = with_temperature(fitted.model, temperature)
         mlflow.log_metrics(
             {
-                "train_seconds": seconds,
+                "train_seconds": fitted.seconds,
                 "train_images_per_second": throughput,
-                "best_epoch": best_epoch,
+                "best_epoch": fitted.best_epoch,
                 "temperature": temperature,
                 "forward_mflops_per_image": forward_flops(model) / 1e6,
             }
         )
-        model_uri = _log_model(model, x_val[:2], {**contract, "temperature": temperature, "data_versions": hashes})
+        model_uri = _log_model(model, data.x_val[:2], {**contract, "temperature": temperature, "data_versions": hashes})
     result = TrainResult(
         model_dir,
         run.info.run_id,
         model_uri,
         epochs_run,
-        best_epoch,
-        seconds,
+        fitted.best_epoch,
+        fitted.seconds,
         throughput,
         accelerator.device,
         temperature,
         hashes,
+        fitted.resolved(cfg.search),
     )
     with staged_dir(model_dir) as staging:
         model.save(ModelFiles(staging).model)
         write_json(ModelFiles(staging).training, {**asdict(result), "model_dir": str(model_dir), **contract})
-    write_table(history_path, pd.DataFrame(history).rename_axis("epoch").reset_index())
+    write_table(history_path, pd.DataFrame(fitted.history).rename_axis("epoch").reset_index())
     return result
 
 
@@ -168,10 +171,120 @@ def compiled_model(cfg: TrainConfig, x_train: np.ndarray, n_classes: int, steps_
     return model
 
 
-def _fit(model, cfg: TrainConfig, train: tuple, val: tuple, n_classes: int, seed: int) -> tuple[dict, int]:
-    """Fit with early stopping on validation AUC; the best epoch's weights are restored."""
+class Budget:
+    """The training run's wall-clock budget, counted from its creation."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = time.perf_counter()
+
+    def seconds_left(self) -> float:
+        return self.seconds - (time.perf_counter() - self.started)
+
+
+def probe_speed(cfg: TrainConfig, *, data: TrainingData, seed: int, accelerator) -> float:
+    """Training images/s of `cfg` on this machine: steps of the real input pipeline and network,
+    timed from the end of the warm-up steps (which trace and compile them) to the end of the last,
+    inside one `fit` (whose own start-up, about a second, is no cost per step)."""
+    import keras
+
+    class StepClock(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ends: list[float] = []
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            keras.ops.convert_to_numpy((logs or {}).get("loss", 0.0))  # waits for the step to finish
+            self.ends.append(time.perf_counter())
+
+    size = min(len(data.x_train), PROBE_STEPS * cfg.batch_size)
+    x, y = data.x_train[:size], data.y_train[:size]
+    with accelerator.scope():
+        model = compiled_model(cfg, x, data.n_classes, steps_per_epoch=PROBE_STEPS)
+    clock = StepClock()
+    batches = training_dataset(x, y, data.n_classes, cfg, seed).repeat().take(PROBE_WARMUP_STEPS + PROBE_STEPS)
+    model.fit(batches, epochs=1, shuffle=False, verbose=0, callbacks=[clock])
+    batch_sizes = [min(cfg.batch_size, size - start) for start in range(0, size, cfg.batch_size)]
+    images = sum(batch_sizes[step % len(batch_sizes)] for step in range(PROBE_WARMUP_STEPS, len(clock.ends)))
+    return images / (clock.ends[-1] - clock.ends[PROBE_WARMUP_STEPS - 1])
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    n_classes: int
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """One trained network, its best epoch's weights restored."""
+
+    plan: TrainingPlan
+    model: object  # keras.Model
+    history: dict[str, list[float]]
+    best_epoch: int
+    seconds: float  # epochs only (not the probes)
+    candidate: str = PLANNED  # its name in train.search
+
+    def resolved(self, searched: bool) -> dict[str, object]:
+        return self.plan.resolved() | ({"resolved.train.search_winner": self.candidate} if searched else {})
+
+    def validation(self) -> tuple[float, float]:
+        """Validation AUC, then accuracy, of the best epoch: what candidates are compared on."""
+        return self.history["val_auc"][self.best_epoch], self.history["val_accuracy"][self.best_epoch]
+
+
+def _search(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget: Budget) -> Fitted:
+    """Train the planned network, then the search's candidates around it, each a nested run on an
+    equal share of what is left of the budget; the best on validation wins."""
+    import mlflow
+
+    def trial(name: str, candidate: TrainConfig, trials_left: int) -> Fitted:
+        with mlflow.start_run(run_name=f"search-{name}", nested=True):
+            fitted = _fit(candidate, data, seed, accelerator, Budget(budget.seconds_left() / trials_left))
+            val_auc, val_acc = fitted.validation()
+            mlflow.log_params({"search.candidate": name, **_flat(fitted.plan.cfg.model_dump(mode="json"))})
+            mlflow.log_metrics({"val_auc": val_auc, "val_acc": val_acc, "train_seconds": fitted.seconds})
+        return dataclasses.replace(fitted, candidate=name)
+
+    # The planned network's share assumes the most candidates there can be (a strided stem adds one).
+    most = len(candidate_names(resolve_stem_stride(cfg, data.x_train.shape[1]).stem_stride))
+    best = trial(PLANNED, cfg, most)
+    scores = {PLANNED: best.validation()}
+    others = search_candidates(cfg, best.plan.cfg)
+    for index, (name, candidate) in enumerate(others.items()):
+        fitted = trial(name, candidate, len(others) - index)
+        scores[name] = fitted.validation()
+        best = max(best, fitted, key=Fitted.validation)  # only the best so far stays in memory
+    mlflow.log_metrics({f"search.val_auc.{name}": auc for name, (auc, _) in scores.items()})
+    figures = {name: f"AUC {auc:.4f} ACC {acc:.4f}" for name, (auc, acc) in scores.items()}
+    logging.getLogger(__name__).info("train.search: %s wins on validation %s", best.candidate, figures)
+    return best
+
+
+def _fit(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget: Budget) -> Fitted:
+    """Plan the `auto` settings in the budget, build, and fit with early stopping on validation
+    AUC (the best epoch's weights restored), stopping at the end of the epoch after which another
+    would overrun the budget's share for epochs."""
     import keras
     import mlflow.keras
+
+    plan = plan_training(
+        cfg,
+        input_size=data.x_train.shape[1],
+        n_train=len(data.x_train),
+        n_val=len(data.x_val),
+        seconds_left=budget.seconds_left,
+        probe=partial(probe_speed, data=data, seed=seed, accelerator=accelerator),
+    )
+    mlflow.log_metrics({f"probe_images_per_second.w{label}": v for label, v in plan.images_per_second.items()})
+    cfg = plan.cfg
+    configure_accelerator(seed)  # the probes drew random numbers: the model starts as without them
+    with accelerator.scope():
+        model = compiled_model(cfg, data.x_train, data.n_classes, -(-len(data.x_train) // cfg.batch_size))
 
     class EpochCurves(mlflow.keras.MlflowCallback):
         """Per-epoch metrics as `epoch_<name>`: `val_auc` etc. stay the final evaluation's."""
@@ -179,19 +292,43 @@ def _fit(model, cfg: TrainConfig, train: tuple, val: tuple, n_classes: int, seed
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             super().on_epoch_end(epoch, {f"epoch_{key}": value for key, value in (logs or {}).items()})
 
+    class OutOfTime(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch_started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            epoch_seconds = time.perf_counter() - self.epoch_started
+            if budget.seconds_left() - epoch_seconds < budget.seconds * (1 - EPOCH_SHARE) and epoch + 1 < cfg.epochs:
+                logging.getLogger(__name__).warning(
+                    "train.time_budget_minutes reached: stopping after epoch %d of %d", epoch + 1, cfg.epochs
+                )
+                self.model.stop_training = True
+
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_auc", mode="max", patience=cfg.early_stopping_patience, restore_best_weights=True
     )
+    started = time.perf_counter()
     history = model.fit(
-        training_dataset(*train, n_classes, cfg, seed),
-        validation_data=evaluation_dataset(*val, n_classes, cfg.batch_size),
+        training_dataset(data.x_train, data.y_train, data.n_classes, cfg, seed),
+        validation_data=evaluation_dataset(data.x_val, data.y_val, data.n_classes, cfg.batch_size),
         epochs=cfg.epochs,
         shuffle=False,  # the dataset reshuffles every epoch itself
-        callbacks=[stopper, EpochCurves()],
+        callbacks=[stopper, OutOfTime(), EpochCurves()],
         verbose=2,
     )
+    seconds = time.perf_counter() - started
     values = {key: [float(v) for v in series] for key, series in history.history.items()}
-    return values, int(np.argmax(values["val_auc"]))
+    return Fitted(plan, model, values, int(np.argmax(values["val_auc"])), seconds)
+
+
+def _flat(tree: dict, prefix: str = "train.") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _log_data_versions(folders: dict[str, Path]) -> dict[str, str]:
