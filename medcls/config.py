@@ -54,7 +54,7 @@ class SyntheticConfig(_Section):
 
     patients: int = Field(420, ge=12)
     images_per_patient: tuple[PositiveInt, PositiveInt] = (1, 6)
-    image_size: int = Field(32, ge=32, le=512)  # small: the demo trains in minutes
+    image_size: int = Field(64, ge=32, le=512)
     # Lesion contrast relative to the anatomy; lower is harder.
     lesion_strength: float = Field(1.0, gt=0.0)
 
