@@ -25,12 +25,14 @@ LOGITS_LAYER = "logits"
 TEMPERATURE_LAYER = "temperature"  # divides the logits by the calibrated temperature
 
 
-AUTO_STRIDE_ABOVE = 40  # px: larger inputs get a strided stem, so the first stage works at 20-32 px
+AUTO_STRIDE_ABOVE = 40  # px: larger inputs may need a strided stem, so the first stage works at 20-32 px
 
 
 def resolve_stem_stride(cfg: TrainConfig, input_size: int) -> TrainConfig:
-    """`stem_stride: auto` becomes 1 for inputs up to 40 px and 2 above: the first stage then
-    costs about what a 32-px input's does, while the stem sees every pixel."""
+    """`stem_stride: auto` without a time budget to plan against (medcls.model.plan chooses it
+    where there is one): 1 for inputs up to 40 px and 2 above, so the first stage then costs about
+    what a 32-px input's does, while the stem sees every pixel. Also the largest stride `auto`
+    can become."""
     if cfg.stem_stride != "auto":
         return cfg
     return cfg.model_copy(update={"stem_stride": 2 if input_size > AUTO_STRIDE_ABOVE else 1})

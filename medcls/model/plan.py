@@ -34,8 +34,7 @@ class TrainingPlan:
     """The configuration to train, every `auto` resolved, and how it was chosen."""
 
     cfg: TrainConfig
-    images_per_second: dict[str, float] = field(default_factory=dict)  # widths probed -> training images/s
-    seconds_per_epoch: float | None = None  # expected, at the chosen width
+    images_per_second: dict[str, float] = field(default_factory=dict)  # rungs probed -> training images/s
 
     def resolved(self) -> dict[str, object]:
         """What the `auto` settings became, as MLflow params."""
@@ -95,7 +94,7 @@ def plan_training(
         if affordable >= wanted:
             break
     epochs = cfg.epochs if cfg.epochs != "auto" else max(1, min(MAX_AUTO_EPOCHS, affordable))
-    plan = TrainingPlan(candidate.model_copy(update={"epochs": epochs}), speeds, epoch_seconds)
+    plan = TrainingPlan(candidate.model_copy(update={"epochs": epochs}), speeds)
     logging.getLogger(__name__).info(
         "train auto: widths %s, %d epochs, stem stride %d (probed widths-stride %s images/s; about %.0f s an epoch)",
         widths_label(plan.cfg.widths),

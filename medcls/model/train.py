@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from medcls.catalog import ModelFiles
-from medcls.config import TrainConfig
+from medcls.config import TrainConfig, flatten
 from medcls.data.preprocess import load_contract, load_split
 from medcls.model.calibration import fit_temperature, predict_logits
 from medcls.model.inputs import evaluation_dataset, training_dataset
@@ -34,7 +34,7 @@ from medcls.model.network import (
     set_batchnorm_momentum,
     with_temperature,
 )
-from medcls.model.plan import EPOCH_SHARE, TrainingPlan, plan_training
+from medcls.model.plan import EPOCH_SHARE, TrainingPlan, plan_training, widths_label
 from medcls.model.search import PLANNED, candidate_names, search_candidates
 from medcls.runtime import configure_accelerator
 from medcls.support.files import staged_dir, write_json, write_table
@@ -95,7 +95,8 @@ def train_model(
         train = _search if cfg.search else _fit
         fitted = train(cfg, data, seed, accelerator, budget)
         # What `auto` settings (and the search) became, beside the params as written.
-        mlflow.log_params(fitted.resolved(cfg.search))
+        resolved = fitted.resolved(cfg.search)
+        mlflow.log_params(resolved)
         mlflow.set_tag("mlflow.runName", run_name(fitted.plan.cfg, contract, run_params))
         epochs_run = len(fitted.history["loss"])
         throughput = len(data.x_train) * epochs_run / fitted.seconds
@@ -122,7 +123,7 @@ def train_model(
         accelerator.device,
         temperature,
         hashes,
-        fitted.resolved(cfg.search),
+        resolved,
     )
     with staged_dir(model_dir) as staging:
         model.save(ModelFiles(staging).model)
@@ -135,10 +136,9 @@ def run_name(cfg: TrainConfig, contract: dict, run_params: dict[str, object]) ->
     """Names that tell runs apart in the MLflow compare view: data, input size, network, recipe."""
     source = str(run_params.get("data.source", "data")).split(":")[-1].rstrip("/").split("/")[-1]
     size = contract["preprocess"]["image_size"]
-    widths = "-".join(str(width) for width in cfg.widths)
     stem = f"s{cfg.stem_stride}-" if cfg.stem_stride > 1 else ""
     return (
-        f"{source}-{size}px-{stem}w{widths}x{cfg.blocks_per_stage}-{cfg.optimizer}-e{cfg.epochs}"
+        f"{source}-{size}px-{stem}w{widths_label(cfg.widths)}x{cfg.blocks_per_stage}-{cfg.optimizer}-e{cfg.epochs}"
         f"-lr{cfg.learning_rate:g}-ls{cfg.label_smoothing:g}"
     )
 
@@ -248,7 +248,7 @@ def _search(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget
         with mlflow.start_run(run_name=f"search-{name}", nested=True):
             fitted = _fit(candidate, data, seed, accelerator, Budget(budget.seconds_left() / trials_left))
             val_auc, val_acc = fitted.validation()
-            mlflow.log_params({"search.candidate": name, **_flat(fitted.plan.cfg.model_dump(mode="json"))})
+            mlflow.log_params({"search.candidate": name, **flatten({"train": fitted.plan.cfg.model_dump(mode="json")})})
             mlflow.log_metrics({"val_auc": val_auc, "val_acc": val_acc, "train_seconds": fitted.seconds})
         return dataclasses.replace(fitted, candidate=name)
 
@@ -321,16 +321,6 @@ def _fit(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget: B
     seconds = time.perf_counter() - started
     values = {key: [float(v) for v in series] for key, series in history.history.items()}
     return Fitted(plan, model, values, int(np.argmax(values["val_auc"])), seconds)
-
-
-def _flat(tree: dict, prefix: str = "train.") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat |= _flat(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _log_data_versions(folders: dict[str, Path]) -> dict[str, str]:
