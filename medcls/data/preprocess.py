@@ -211,12 +211,12 @@ def _convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
 def _fit(image: np.ndarray, size: int, mode: str) -> np.ndarray:
     """`stretch` to S x S, or (`pad`) scale so that the longer side is S, keeping the aspect."""
     height, width = image.shape[:2]
-    target = (size, size) if mode == "stretch" else _fitted_size(height, width, size)
+    target = (size, size) if mode == "stretch" else fitted_size(height, width, size)
     shrinking = target[0] * target[1] < width * height
     return cv2.resize(image, target, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
-def _fitted_size(height: int, width: int, size: int) -> tuple[int, int]:
+def fitted_size(height: int, width: int, size: int) -> tuple[int, int]:
     """Width and height with the longer side scaled to `size`, keeping the aspect."""
     scale = size / max(height, width)
     return max(1, round(width * scale)), max(1, round(height * scale))
@@ -228,7 +228,7 @@ def content_box(height: int, width: int, cfg: PreprocessConfig) -> tuple[int, in
     size = cfg.image_size
     if cfg.resize == "stretch":
         return 0, 0, size, size
-    fitted_width, fitted_height = _fitted_size(height, width, size)
+    fitted_width, fitted_height = fitted_size(height, width, size)
     return (size - fitted_height) // 2, (size - fitted_width) // 2, fitted_height, fitted_width
 
 

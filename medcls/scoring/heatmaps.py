@@ -17,7 +17,7 @@ import numpy as np
 
 from medcls.catalog import ScoringOutputs
 from medcls.config import PreprocessConfig
-from medcls.data.preprocess import content_box, display_8bit
+from medcls.data.preprocess import content_box, display_8bit, fitted_size
 from medcls.support.files import write_bytes
 
 VIEW_SIZE = 224  # a smaller image is enlarged to this many pixels on its longer side, for a person to read
@@ -40,7 +40,7 @@ def overlay(pixels: np.ndarray, heat: np.ndarray, box: tuple[int, int, int, int]
     map is laid over the image, upsampled onto it."""
     picture = _bgr(display_8bit(pixels))
     height, width = picture.shape[:2]
-    view = _view_size(height, width)
+    view = fitted_size(height, width, min(max(height, width, VIEW_SIZE), MAX_VIEW_SIZE))  # (width, height)
     if view != (width, height):  # nearest when enlarging: a tiny image's pixels stay pixels, not a blur
         enlarging = view[0] > width
         picture = cv2.resize(picture, view, interpolation=cv2.INTER_NEAREST if enlarging else cv2.INTER_AREA)
@@ -49,13 +49,6 @@ def overlay(pixels: np.ndarray, heat: np.ndarray, box: tuple[int, int, int, int]
     heat = cv2.resize(heat[top : top + box_height, left : left + box_width], view, interpolation=cv2.INTER_LINEAR)
     colours = cv2.applyColorMap(np.uint8(np.clip(heat, 0, 1) * 255), cv2.COLORMAP_JET)
     return cv2.addWeighted(colours, opacity, picture, 1 - opacity, 0)
-
-
-def _view_size(height: int, width: int) -> tuple[int, int]:
-    """Width and height to show: the image's own, within VIEW_SIZE to MAX_VIEW_SIZE on its longer side."""
-    longer = max(height, width)
-    scale = VIEW_SIZE / longer if longer < VIEW_SIZE else min(1.0, MAX_VIEW_SIZE / longer)
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _bgr(image: np.ndarray) -> np.ndarray:
