@@ -218,7 +218,12 @@ class TrainConfig(_Section):
     # about one epoch, 0.9 to 0.99).
     batchnorm_momentum: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
     class_weights: bool = True  # weight the loss so every class counts equally
-    early_stopping_patience: PositiveInt = 10  # epochs without a better validation AUC
+    # Validate and keep a moving average of the weights over about one epoch (Polyak averaging)
+    # instead of the last step's: validation no longer swings with the last few batches.
+    average_weights: bool = True
+    # Epochs without a lower validation loss; the best epoch's weights are kept. The loss, not the
+    # AUC: it still tells epochs (and search candidates) apart once the AUC saturates near 1.
+    early_stopping_patience: PositiveInt = 10
     augment: AugmentConfig = AugmentConfig()
     # true: also train a wider network, one with a finer first stage and one with stronger
     # augmentation, each on an equal share of the budget (medcls.model.search); the best on

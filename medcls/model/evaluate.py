@@ -20,7 +20,7 @@ import pandas as pd
 from medcls.catalog import CALIBRATION, Plots
 from medcls.config import EvaluateConfig, ScoreConfig
 from medcls.data.preprocess import load_split
-from medcls.model.calibration import expected_calibration_error, predict_logits
+from medcls.model.calibration import expected_calibration_error
 from medcls.model.plots import save_confusion_matrix, save_reliability_diagram, save_roc_curves, save_training_curves
 from medcls.model.record import load_trained_model, load_training
 from medcls.model.trust import ModelOutputs, Trust, build_trust, model_outputs
@@ -51,26 +51,21 @@ def evaluate_model(
 ) -> EvaluationResult:
     """Predict val and test, build the model's trust from the calibration split, write
     `metrics.json`, the plots and `reports/trust/`, log the figures and plots to the MLflow run."""
-    from scipy.special import softmax
-
     training = load_training(model_dir)
     class_names = training["class_names"]
     model = load_trained_model(model_dir)
     temperature = training["temperature"]
-    metrics, outcomes = {}, {}
-    for split in EVALUATED_SPLITS:
-        x, y, _ = load_split(processed_dir, split)
-        logits = predict_logits(model, x)
-        probabilities = softmax(logits / temperature, axis=1)  # what the saved model outputs
-        metrics[split] = classification_metrics(y, probabilities, class_names, cfg.calibration_bins)
-        # Before temperature scaling, to show what calibration bought (the class never changes).
-        metrics[split]["ece_uncalibrated"] = expected_calibration_error(
-            y, softmax(logits, axis=1), cfg.calibration_bins
-        )
-        metrics[split]["temperature"] = temperature
-        outcomes[split] = (y, probabilities, softmax(logits, axis=1))
+    # One pass of the network over each split gives everything below.
     outputs = {split: model_outputs(model, *load_split(processed_dir, split)[:2])
                for split in ("train", CALIBRATION, *EVALUATED_SPLITS)}  # fmt: skip
+    metrics, uncalibrated = {}, {}
+    for split in EVALUATED_SPLITS:
+        y, probabilities = outputs[split].labels, outputs[split].probabilities
+        metrics[split] = classification_metrics(y, probabilities, class_names, cfg.calibration_bins)
+        # Before temperature scaling, to show what calibration bought (the class never changes).
+        uncalibrated[split] = without_temperature(probabilities, temperature)
+        metrics[split]["ece_uncalibrated"] = expected_calibration_error(y, uncalibrated[split], cfg.calibration_bins)
+        metrics[split]["temperature"] = temperature
     trust = build_trust(
         outputs["train"], outputs["val"], outputs[CALIBRATION], class_names, score.max_auto_error,
         1 - score.guarantee_confidence, score.guarantee,
@@ -80,9 +75,19 @@ def evaluate_model(
     for split in EVALUATED_SPLITS:
         metrics[split] |= auto_label_figures(trust, outputs[split], class_names, score.ood_false_rejection)
     write_json(out.metrics, metrics)
-    _write_plots(out.plots, *outcomes["test"], class_names, cfg.calibration_bins, out.history)
+    test = outputs["test"]
+    _write_plots(out.plots, test.labels, test.probabilities, uncalibrated["test"], class_names,
+                 cfg.calibration_bins, out.history)  # fmt: skip
     _log_to_run(training["run_id"], metrics, out.metrics, out.plots)
     return EvaluationResult(out.metrics, out.plots, metrics, out.trust, trust.guarantee.describe())
+
+
+def without_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """The probabilities before temperature scaling, from the calibrated ones: softmax(T log p)
+    is softmax(logits), since log p is logits / T less a constant per row."""
+    from scipy.special import softmax
+
+    return softmax(temperature * np.log(np.maximum(probabilities, np.finfo(np.float32).tiny)), axis=1)
 
 
 def auto_label_figures(trust: Trust, outputs: ModelOutputs, class_names: list[str], epsilon: float) -> dict:

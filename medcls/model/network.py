@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 # Batch-norm statistics must settle within a few hundred steps on small medical data sets;
 # Keras' default momentum (0.99) leaves them far from the data's after that few steps. Training
-# sets the momentum from the steps per epoch (batchnorm_momentum); this is the floor.
+# sets the momentum from the steps per epoch (epoch_average_momentum); this is the floor.
 BN_MOMENTUM = 0.9
 FEATURES_LAYER = "features"  # last convolutional activation (for heat maps)
 POOLED_FEATURES_LAYER = "pooled_features"  # one feature vector per image (for the label audit)
@@ -169,10 +169,10 @@ def forward_flops(model: keras.Model) -> int:
     return flops
 
 
-def batchnorm_momentum(steps_per_epoch: int) -> float:
-    """Moving statistics that average over about one epoch (at most 100 batches, at least 10):
-    long enough that validation does not swing with the last few batches, short enough to settle
-    on small data sets."""
+def epoch_average_momentum(steps_per_epoch: int) -> float:
+    """The momentum of a moving average over about one epoch (at most 100 batches, at least 10),
+    for the batch-norm statistics and the averaged weights: long enough that validation does not
+    swing with the last few batches, short enough to settle on small data sets."""
     return 1.0 - 1.0 / min(max(steps_per_epoch, 10), 100)
 
 

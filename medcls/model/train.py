@@ -27,8 +27,8 @@ from medcls.data.preprocess import load_contract, load_split
 from medcls.model.calibration import fit_temperature, predict_logits
 from medcls.model.inputs import evaluation_dataset, training_dataset
 from medcls.model.network import (
-    batchnorm_momentum,
     build_classifier,
+    epoch_average_momentum,
     forward_flops,
     resolve_stem_stride,
     set_batchnorm_momentum,
@@ -47,6 +47,8 @@ RAW_DATA = "data/raw"  # the data version a run is tagged with (`data_version`),
 # prefetch buffer, so the next steps would get augmented batches for free, faster than training.
 PROBE_WARMUP_STEPS = 3 + 10
 PROBE_STEPS = 10  # timed
+# A candidate's validation figures (MLflow metric -> Keras history key) at its best epoch.
+VALIDATION_FIGURES = {"val_loss": "loss", "val_auc": "auc", "val_acc": "accuracy"}
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,8 @@ def compiled_model(cfg: TrainConfig, x_train: np.ndarray, n_classes: int, steps_
     sample = x_train[:: max(1, len(x_train) // 2000)].astype(np.float64) / 255.0
     mean, variance = sample.mean(axis=(0, 1, 2)), sample.var(axis=(0, 1, 2))
     model = build_classifier(cfg, x_train.shape[1:], n_classes, mean.tolist(), variance.tolist())
-    set_batchnorm_momentum(model, cfg.batchnorm_momentum or batchnorm_momentum(steps_per_epoch))
+    averaging = epoch_average_momentum(steps_per_epoch)
+    set_batchnorm_momentum(model, cfg.batchnorm_momentum or averaging)
     warmup = min(round(cfg.warmup_epochs * steps_per_epoch), steps_per_epoch * cfg.epochs - 1)
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=cfg.learning_rate / 10 if warmup else cfg.learning_rate,
@@ -158,10 +161,11 @@ def compiled_model(cfg: TrainConfig, x_train: np.ndarray, n_classes: int, steps_
         warmup_target=cfg.learning_rate if warmup else None,
         warmup_steps=warmup,
     )
+    common = {"weight_decay": cfg.weight_decay, "use_ema": cfg.average_weights, "ema_momentum": averaging}
     if cfg.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+        optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, **common)
     else:
-        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
+        optimizer = keras.optimizers.AdamW(learning_rate=schedule, **common)
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
@@ -234,9 +238,12 @@ class Fitted:
     def resolved(self, searched: bool) -> dict[str, object]:
         return self.plan.resolved() | ({"resolved.train.search_winner": self.candidate} if searched else {})
 
-    def validation(self) -> tuple[float, float]:
-        """Validation AUC, then accuracy, of the best epoch: what candidates are compared on."""
-        return self.history["val_auc"][self.best_epoch], self.history["val_accuracy"][self.best_epoch]
+    def validation(self) -> dict[str, float]:
+        """The best epoch's validation loss (what candidates are compared on), AUC and accuracy."""
+        return {name: self.history[f"val_{key}"][self.best_epoch] for name, key in VALIDATION_FIGURES.items()}
+
+    def validation_loss(self) -> float:
+        return self.validation()["val_loss"]
 
 
 def _search(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget: Budget) -> Fitted:
@@ -247,9 +254,8 @@ def _search(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget
     def trial(name: str, candidate: TrainConfig, trials_left: int) -> Fitted:
         with mlflow.start_run(run_name=f"search-{name}", nested=True):
             fitted = _fit(candidate, data, seed, accelerator, Budget(budget.seconds_left() / trials_left))
-            val_auc, val_acc = fitted.validation()
             mlflow.log_params({"search.candidate": name, **flatten({"train": fitted.plan.cfg.model_dump(mode="json")})})
-            mlflow.log_metrics({"val_auc": val_auc, "val_acc": val_acc, "train_seconds": fitted.seconds})
+            mlflow.log_metrics(fitted.validation() | {"train_seconds": fitted.seconds})
         return dataclasses.replace(fitted, candidate=name)
 
     # The planned network's share assumes the most candidates there can be (a strided stem adds one).
@@ -260,17 +266,17 @@ def _search(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget
     for index, (name, candidate) in enumerate(others.items()):
         fitted = trial(name, candidate, len(others) - index)
         scores[name] = fitted.validation()
-        best = max(best, fitted, key=Fitted.validation)  # only the best so far stays in memory
-    mlflow.log_metrics({f"search.val_auc.{name}": auc for name, (auc, _) in scores.items()})
-    figures = {name: f"AUC {auc:.4f} ACC {acc:.4f}" for name, (auc, acc) in scores.items()}
+        best = min(best, fitted, key=Fitted.validation_loss)  # only the best so far stays in memory
+    mlflow.log_metrics({f"search.val_loss.{name}": figures["val_loss"] for name, figures in scores.items()})
+    figures = {name: ", ".join(f"{key} {value:.4f}" for key, value in v.items()) for name, v in scores.items()}
     logging.getLogger(__name__).info("train.search: %s wins on validation %s", best.candidate, figures)
     return best
 
 
 def _fit(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget: Budget) -> Fitted:
     """Plan the `auto` settings in the budget, build, and fit with early stopping on validation
-    AUC (the best epoch's weights restored), stopping at the end of the epoch after which another
-    would overrun the budget's share for epochs."""
+    loss (the best epoch's weights restored: the averaged ones where `average_weights`), stopping
+    at the end of the epoch after which another would overrun the budget's share for epochs."""
     import keras
     import mlflow.keras
 
@@ -307,20 +313,23 @@ def _fit(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget: B
                 self.model.stop_training = True
 
     stopper = keras.callbacks.EarlyStopping(
-        monitor="val_auc", mode="max", patience=cfg.early_stopping_patience, restore_best_weights=True
+        monitor="val_loss", mode="min", patience=cfg.early_stopping_patience, restore_best_weights=True
     )
+    # First, so that validation and then every later callback at an epoch's end (the early
+    # stopper's copy of the best weights among them) see the averaged weights.
+    averaged = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.average_weights else []
     started = time.perf_counter()
     history = model.fit(
         training_dataset(data.x_train, data.y_train, data.n_classes, cfg, seed),
         validation_data=evaluation_dataset(data.x_val, data.y_val, data.n_classes, cfg.batch_size),
         epochs=cfg.epochs,
         shuffle=False,  # the dataset reshuffles every epoch itself
-        callbacks=[stopper, OutOfTime(), EpochCurves()],
+        callbacks=[*averaged, stopper, OutOfTime(), EpochCurves()],
         verbose=2,
     )
     seconds = time.perf_counter() - started
     values = {key: [float(v) for v in series] for key, series in history.history.items()}
-    return Fitted(plan, model, values, int(np.argmax(values["val_auc"])), seconds)
+    return Fitted(plan, model, values, int(np.argmin(values["val_loss"])), seconds)
 
 
 def _log_data_versions(folders: dict[str, Path]) -> dict[str, str]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from medcls.model.evaluate import classification_metrics, flat_metrics
+from medcls.model.evaluate import classification_metrics, flat_metrics, without_temperature
 
 
 def test_auc_and_acc_are_computed_as_medmnist_does():
@@ -25,6 +25,19 @@ def test_auc_and_acc_are_computed_as_medmnist_does():
     assert classification_metrics(y == 0, binary, ["no", "yes"], 10)["auc"] == pytest.approx(
         roc_auc_score(y == 0, probabilities[:, 0])
     )
+
+
+def test_probabilities_before_temperature_scaling_come_back_from_the_calibrated_ones():
+    """Evaluate runs the network once: softmax(logits) is recovered from softmax(logits / T),
+    also where a float32 probability underflows to 0."""
+    from scipy.special import softmax
+
+    logits = np.random.default_rng(0).normal(0, 8, (500, 5))
+    logits[0] = [300.0, 0.0, -300.0, 1.0, 2.0]
+    calibrated = softmax(logits / 0.4, axis=1).astype(np.float32).astype(np.float64)
+    recovered = without_temperature(calibrated, 0.4)
+    np.testing.assert_allclose(recovered, softmax(logits, axis=1), atol=1e-6)
+    assert (recovered.argmax(axis=1) == logits.argmax(axis=1)).all()
 
 
 def test_flat_metric_names_are_valid_mlflow_keys():

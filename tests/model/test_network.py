@@ -8,8 +8,8 @@ import pytest
 from medcls.config import TrainConfig
 from medcls.model.network import (
     FEATURES_LAYER,
-    batchnorm_momentum,
     build_classifier,
+    epoch_average_momentum,
     forward_flops,
     logits_model,
     set_batchnorm_momentum,
@@ -75,10 +75,10 @@ def test_forward_flops_count_convolutions_and_dense_layers():
     assert forward_flops(model) == stem + block + 2 * 8 * 2
 
 
-def test_batchnorm_statistics_average_over_about_one_epoch():
-    assert batchnorm_momentum(4) == pytest.approx(0.9)  # tiny data: settle within a few steps
-    assert batchnorm_momentum(50) == pytest.approx(0.98)
-    assert batchnorm_momentum(5000) == pytest.approx(0.99)
+def test_batchnorm_statistics_and_weights_average_over_about_one_epoch():
+    assert epoch_average_momentum(4) == pytest.approx(0.9)  # tiny data: settle within a few steps
+    assert epoch_average_momentum(50) == pytest.approx(0.98)
+    assert epoch_average_momentum(5000) == pytest.approx(0.99)
     model = build_classifier(TrainConfig(widths=[8]), (16, 16, 1), 2, 0.5, 0.1)
     set_batchnorm_momentum(model, 0.98)
     assert {layer.momentum for layer in model.layers if "_bn" in layer.name} == {0.98}
