@@ -222,7 +222,8 @@ class TrainConfig(_Section):
     # instead of the last step's: validation no longer swings with the last few batches.
     average_weights: bool = True
     # Epochs without a lower validation loss; the best epoch's weights are kept. The loss, not the
-    # AUC: it still tells epochs (and search candidates) apart once the AUC saturates near 1.
+    # AUC: it still tells epochs (and search candidates) apart once the AUC saturates near 1. Only
+    # the second half of the schedule counts (the first half's validation loss is noisy).
     early_stopping_patience: PositiveInt = 10
     augment: AugmentConfig = AugmentConfig()
     # true: also train a wider network, one with a finer first stage and one with stronger

@@ -312,8 +312,14 @@ def _fit(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget: B
                 )
                 self.model.stop_training = True
 
+    # No epoch of the schedule's first half is kept or stops training: at the peak learning rate
+    # the validation loss is noisy, and an early dip beat the annealed epochs by chance.
     stopper = keras.callbacks.EarlyStopping(
-        monitor="val_loss", mode="min", patience=cfg.early_stopping_patience, restore_best_weights=True
+        monitor="val_loss",
+        mode="min",
+        patience=cfg.early_stopping_patience,
+        restore_best_weights=True,
+        start_from_epoch=cfg.epochs // 2,
     )
     # First, so that validation and then every later callback at an epoch's end (the early
     # stopper's copy of the best weights among them) see the averaged weights.
@@ -329,7 +335,10 @@ def _fit(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget: B
     )
     seconds = time.perf_counter() - started
     values = {key: [float(v) for v in series] for key, series in history.history.items()}
-    return Fitted(plan, model, values, int(np.argmin(values["val_loss"])), seconds)
+    losses = values["val_loss"]
+    # Where the budget stopped training before any epoch could be kept, the model is the last one.
+    first_kept = min(stopper.start_from_epoch, len(losses) - 1)
+    return Fitted(plan, model, values, first_kept + int(np.argmin(losses[first_kept:])), seconds)
 
 
 def _log_data_versions(folders: dict[str, Path]) -> dict[str, str]:

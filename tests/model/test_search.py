@@ -49,3 +49,4 @@ def test_search_trains_each_candidate_as_a_nested_run_and_keeps_the_best_on_vali
     assert result.resolved["resolved.train.widths"] == ([12, 24] if winner == "wider" else [8, 16])
     history = mlflow.MlflowClient().get_metric_history(by_name[winner].info.run_id, "epoch_val_auc")
     assert [m.step for m in history] == [0, 1]
+    assert result.best_epoch == 1  # only the second half of a schedule is kept
