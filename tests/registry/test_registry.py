@@ -50,7 +50,10 @@ def _candidate(project, folder: Path, quality: float, seed: int = 0) -> Path:
     wrong = rng.random(len(y)) >= quality
     said = np.where(wrong, (y + rng.integers(1, classes, len(y))) % classes, y)
     flat = x.reshape(len(x), -1).astype(np.float64) / 255.0
-    kernel = np.linalg.pinv(flat) @ (6.0 * np.eye(classes)[said])
+    # Logits of 6 for the class it says, below 1 for the others, all distinct: AUCs with no ties
+    # for float32 round-off (which differs between batch sizes) to break one way or the other.
+    logits = 6.0 * np.eye(classes)[said] + rng.random((len(y), classes))
+    kernel = np.linalg.pinv(flat) @ logits
     model = keras.Sequential(
         [keras.Input(x.shape[1:]), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
          keras.layers.Dense(classes, use_bias=False), keras.layers.Softmax()]
