@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from medcls.runtime import QUIET_ENVIRONMENT
+from medcls.runtime import RUNTIME_ENVIRONMENT
 from tests.helpers import tiny_params, write_params
 
 _session_dir = Path(tempfile.mkdtemp(prefix="medcls-tests-"))
@@ -24,7 +24,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_session_dir / 'mlruns' / 'mlflow.db'}"
     (_session_dir / "mlruns").mkdir(parents=True, exist_ok=True)
     os.environ["PREFECT_HOME"] = str(_session_dir / "prefect")
-    for key, value in QUIET_ENVIRONMENT.items():
+    for key, value in RUNTIME_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
 
 

@@ -53,3 +53,15 @@ def test_the_import_contracts_hold(monkeypatch):
 
 def test_every_source_scheme_has_its_reader():
     assert set(READERS) == set(SOURCE_SCHEMES)
+
+
+def test_the_entry_points_import_no_tensorflow_before_the_runtime_is_set_up():
+    """TensorFlow reads its settings (oneDNN kernels, log level) once, when it is imported: the
+    command line, the flows and the pipeline leave that to the stages, after `setup_runtime`."""
+    import subprocess
+    import sys
+
+    entry_points = "import medcls.cli, medcls.pipeline, flows.training, flows.scoring, flows.deployments"
+    check = f"{entry_points}; import sys; print(sorted({{'tensorflow', 'keras'}} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
