@@ -35,6 +35,7 @@ from medcls.model.network import (
     with_temperature,
 )
 from medcls.model.plan import EPOCH_SHARE, TrainingPlan, plan_training, widths_label
+from medcls.model.schedule import budgeted_cosine, epochs_that_fit
 from medcls.model.search import PLANNED, candidate_names, search_candidates
 from medcls.runtime import configure_accelerator
 from medcls.support.files import staged_dir, write_json, write_table
@@ -145,7 +146,14 @@ def run_name(cfg: TrainConfig, contract: dict, run_params: dict[str, object]) ->
     )
 
 
-def compiled_model(cfg: TrainConfig, x_train: np.ndarray, n_classes: int, steps_per_epoch: int):
+def training_schedule(cfg: TrainConfig, steps_per_epoch: int):
+    """The learning rate over `cfg.epochs` epochs: a warm-up, then cosine decay that the budget
+    can compress (medcls.model.schedule)."""
+    warmup = min(round(cfg.warmup_epochs * steps_per_epoch), steps_per_epoch * cfg.epochs - 1)
+    return budgeted_cosine(cfg.learning_rate, warmup, steps_per_epoch * cfg.epochs)
+
+
+def compiled_model(cfg: TrainConfig, x_train: np.ndarray, n_classes: int, steps_per_epoch: int, schedule=None):
     import keras
 
     sample = x_train[:: max(1, len(x_train) // 2000)].astype(np.float64) / 255.0
@@ -153,14 +161,7 @@ def compiled_model(cfg: TrainConfig, x_train: np.ndarray, n_classes: int, steps_
     model = build_classifier(cfg, x_train.shape[1:], n_classes, mean.tolist(), variance.tolist())
     averaging = epoch_average_momentum(steps_per_epoch)
     set_batchnorm_momentum(model, cfg.batchnorm_momentum or averaging)
-    warmup = min(round(cfg.warmup_epochs * steps_per_epoch), steps_per_epoch * cfg.epochs - 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=cfg.learning_rate / 10 if warmup else cfg.learning_rate,
-        decay_steps=max(1, steps_per_epoch * cfg.epochs - warmup),
-        alpha=0.01,
-        warmup_target=cfg.learning_rate if warmup else None,
-        warmup_steps=warmup,
-    )
+    schedule = schedule or training_schedule(cfg, steps_per_epoch)
     common = {"weight_decay": cfg.weight_decay, "use_ema": cfg.average_weights, "ema_momentum": averaging}
     if cfg.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, **common)
@@ -291,26 +292,16 @@ def _fit(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget: B
     mlflow.log_metrics({f"probe_images_per_second.w{label}": v for label, v in plan.images_per_second.items()})
     cfg = plan.cfg
     configure_accelerator(seed)  # the probes drew random numbers: the model starts as without them
+    steps_per_epoch = -(-len(data.x_train) // cfg.batch_size)
     with accelerator.scope():
-        model = compiled_model(cfg, data.x_train, data.n_classes, -(-len(data.x_train) // cfg.batch_size))
+        schedule = training_schedule(cfg, steps_per_epoch)
+        model = compiled_model(cfg, data.x_train, data.n_classes, steps_per_epoch, schedule)
 
     class EpochCurves(mlflow.keras.MlflowCallback):
         """Per-epoch metrics as `epoch_<name>`: `val_auc` etc. stay the final evaluation's."""
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             super().on_epoch_end(epoch, {f"epoch_{key}": value for key, value in (logs or {}).items()})
-
-    class OutOfTime(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self.epoch_started = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            epoch_seconds = time.perf_counter() - self.epoch_started
-            if budget.seconds_left() - epoch_seconds < budget.seconds * (1 - EPOCH_SHARE) and epoch + 1 < cfg.epochs:
-                logging.getLogger(__name__).warning(
-                    "train.time_budget_minutes reached: stopping after epoch %d of %d", epoch + 1, cfg.epochs
-                )
-                self.model.stop_training = True
 
     # No epoch of the schedule's first half is kept or stops training: at the peak learning rate
     # the validation loss is noisy, and an early dip beat the annealed epochs by chance.
@@ -330,7 +321,7 @@ def _fit(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget: B
         validation_data=evaluation_dataset(data.x_val, data.y_val, data.n_classes, cfg.batch_size),
         epochs=cfg.epochs,
         shuffle=False,  # the dataset reshuffles every epoch itself
-        callbacks=[*averaged, stopper, OutOfTime(), EpochCurves()],
+        callbacks=[*averaged, stopper, keep_to_budget(budget, cfg.epochs, steps_per_epoch, schedule), EpochCurves()],
         verbose=2,
     )
     seconds = time.perf_counter() - started
@@ -339,6 +330,41 @@ def _fit(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget: B
     # Where the budget stopped training before any epoch could be kept, the model is the last one.
     first_kept = min(stopper.start_from_epoch, len(losses) - 1)
     return Fitted(plan, model, values, first_kept + int(np.argmin(losses[first_kept:])), seconds)
+
+
+def keep_to_budget(budget: Budget, epochs: int, steps_per_epoch: int, schedule):
+    """A callback that keeps training to its budget's share for epochs: at each epoch's end, where
+    fewer of the planned epochs fit at the pace so far (the first epoch's tracing left out), the
+    rest of the learning-rate decay is compressed into those that do, and training ends after the
+    last of them, annealed (`schedule`, the optimizer's, from `training_schedule`); where none
+    fits, it ends now."""
+    import keras
+
+    class KeepToBudget(keras.callbacks.Callback):
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self.last_epoch, self.epoch_seconds = epochs, []
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch_started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch_seconds.append(time.perf_counter() - self.epoch_started)
+            pace = float(np.mean(self.epoch_seconds[1:] or self.epoch_seconds))
+            fit = epochs_that_fit(budget.seconds_left() - budget.seconds * (1 - EPOCH_SHARE), pace)
+            if epoch + 1 + fit < self.last_epoch:
+                self.last_epoch = epoch + 1 + fit
+                step = (epoch + 1) * steps_per_epoch
+                if fit:
+                    schedule.compress(step, step + fit * steps_per_epoch)
+                logging.getLogger(__name__).warning(
+                    "train.time_budget_minutes: epochs take %.0f s, more than planned; training ends after epoch "
+                    "%d of %d, the learning rate's decay compressed into the epochs left",
+                    pace, self.last_epoch, epochs,
+                )  # fmt: skip
+            if epoch + 1 >= self.last_epoch:
+                self.model.stop_training = True
+
+    return KeepToBudget()
 
 
 def _log_data_versions(folders: dict[str, Path]) -> dict[str, str]:
