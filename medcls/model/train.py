@@ -333,11 +333,11 @@ def _fit(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget: B
 
 
 def keep_to_budget(budget: Budget, epochs: int, steps_per_epoch: int, schedule):
-    """A callback that keeps training to its budget's share for epochs: at each epoch's end, where
-    fewer of the planned epochs fit at the pace so far (the first epoch's tracing left out), the
-    rest of the learning-rate decay is compressed into those that do, and training ends after the
-    last of them, annealed (`schedule`, the optimizer's, from `training_schedule`); where none
-    fits, it ends now."""
+    """A callback that keeps training to its budget's share for epochs: at each epoch's end from
+    the second on, where fewer of the planned epochs fit at the pace so far (the first epoch's
+    tracing left out), the rest of the learning-rate decay (`schedule`, the optimizer's, from
+    `training_schedule`) is compressed into those that do, and training ends after the last of
+    them, annealed; where none fits, it ends now."""
     import keras
 
     class KeepToBudget(keras.callbacks.Callback):
@@ -351,7 +351,8 @@ def keep_to_budget(budget: Budget, epochs: int, steps_per_epoch: int, schedule):
             self.epoch_seconds.append(time.perf_counter() - self.epoch_started)
             pace = float(np.mean(self.epoch_seconds[1:] or self.epoch_seconds))
             fit = epochs_that_fit(budget.seconds_left() - budget.seconds * (1 - EPOCH_SHARE), pace)
-            if epoch + 1 + fit < self.last_epoch:
+            # The first epoch's pace alone (its tracing included) only ever stops a run out of time.
+            if epoch + 1 + fit < self.last_epoch and (fit == 0 or len(self.epoch_seconds) > 1):
                 self.last_epoch = epoch + 1 + fit
                 step = (epoch + 1) * steps_per_epoch
                 if fit:

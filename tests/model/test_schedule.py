@@ -88,8 +88,11 @@ def test_training_slower_than_planned_ends_within_its_budget_annealed(monkeypatc
     assert len(history.history["loss"]) == 9
     applied = -np.diff([0.0, *weights])  # the learning rate of each step, as the traced step used it
     warming = PEAK * (WARMUP_START + (1 - WARMUP_START) * np.arange(steps) / steps)
-    # After the first epoch, the decay was compressed from 36 planned steps into the 32 that fit.
-    progress = np.arange(8 * steps) / (8 * steps)
+    # The second epoch as planned (36 steps of decay); after it, the 32 steps left of the decay
+    # compressed into the 28 that fit (the first epoch's pace alone compresses nothing).
+    planned_progress = np.arange(steps) / (9 * steps)
+    compressed = planned_progress[-1] + 1 / (9 * steps)
+    progress = np.concatenate([planned_progress, compressed + (1 - compressed) * np.arange(7 * steps) / (7 * steps)])
     decaying = PEAK * (FINAL_FRACTION + (1 - FINAL_FRACTION) * 0.5 * (1 + np.cos(math.pi * progress)))
     assert applied == pytest.approx(np.concatenate([warming, decaying]), rel=1e-4)
     assert applied[-1] < 1.3 * PEAK * FINAL_FRACTION  # annealed
