@@ -18,8 +18,8 @@ from medcls.catalog import ProjectPaths
 RUNTIME_ENVIRONMENT = {
     "TF_CPP_MIN_LOG_LEVEL": "2",
     # TensorFlow's oneDNN kernels, which it turns on by itself only on CPUs with AVX-512: on AVX2
-    # CPUs its own convolutions train at about half their speed (BENCHMARKS.md). Read once, when
-    # TensorFlow is imported: this must run first.
+    # CPUs its own convolutions train 1.2-1.5x slower (BENCHMARKS.md). Read once, when TensorFlow
+    # is imported: this must run first.
     "TF_ENABLE_ONEDNN_OPTS": "1",
     "GX_ANALYTICS_ENABLED": "False",
     "DVC_NO_ANALYTICS": "1",

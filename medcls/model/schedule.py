@@ -30,7 +30,6 @@ def budgeted_cosine(peak: float, warmup_steps: int, total_steps: int):
         end step; all three are variables, so a traced training step sees them change."""
 
         def __init__(self) -> None:
-            self.warmup_steps = warmup_steps
             self.anchor_step = keras.Variable(float(warmup_steps), trainable=False, name="decay_anchor_step")
             self.anchor_progress = keras.Variable(0.0, trainable=False, name="decay_anchor_progress")
             self.end_step = keras.Variable(float(max(total_steps, warmup_steps + 1)), trainable=False,
@@ -39,16 +38,13 @@ def budgeted_cosine(peak: float, warmup_steps: int, total_steps: int):
         def __call__(self, step):
             step = ops.cast(step, "float32")
             warming = peak * (WARMUP_START + (1 - WARMUP_START) * step / max(warmup_steps, 1))
-            span = ops.maximum(self.end_step - self.anchor_step, 1.0)
-            progress = self.anchor_progress + (1.0 - self.anchor_progress) * (step - self.anchor_step) / span
-            progress = ops.clip(progress, 0.0, 1.0)
-            decayed = peak * (FINAL_FRACTION + (1 - FINAL_FRACTION) * 0.5 * (1.0 + ops.cos(math.pi * progress)))
-            return ops.where(step < warmup_steps, warming, decayed)
+            cosine = 0.5 * (1.0 + ops.cos(math.pi * self._progress(step)))
+            return ops.where(step < warmup_steps, warming, peak * (FINAL_FRACTION + (1 - FINAL_FRACTION) * cosine))
 
-        def progress_at(self, step: int) -> float:
-            anchor, progress, end = (float(ops.convert_to_numpy(value)) for value in self._anchors())
-            span = max(end - anchor, 1.0)
-            return min(max(progress + (1.0 - progress) * (step - anchor) / span, 0.0), 1.0)
+        def _progress(self, step):
+            """How far through the decay `step` is, 0 to 1."""
+            share = (step - self.anchor_step) / ops.maximum(self.end_step - self.anchor_step, 1.0)
+            return ops.clip(self.anchor_progress + (1.0 - self.anchor_progress) * share, 0.0, 1.0)
 
         def compress(self, step: int, end_step: int) -> None:
             """From `step` on, the rest of the decay ends at `end_step` (only ever earlier): the
@@ -57,15 +53,12 @@ def budgeted_cosine(peak: float, warmup_steps: int, total_steps: int):
             end_step = max(end_step, step + 1)
             if end_step >= self.end_step_now():
                 return
-            self.anchor_progress.assign(self.progress_at(step))
+            self.anchor_progress.assign(float(ops.convert_to_numpy(self._progress(float(step)))))
             self.anchor_step.assign(float(step))
             self.end_step.assign(float(end_step))
 
         def end_step_now(self) -> int:
             return round(float(ops.convert_to_numpy(self.end_step)))
-
-        def _anchors(self) -> tuple:
-            return self.anchor_step, self.anchor_progress, self.end_step
 
         def get_config(self) -> dict:
             return {"peak": peak, "warmup_steps": warmup_steps, "total_steps": self.end_step_now()}
