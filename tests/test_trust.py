@@ -19,6 +19,7 @@ from medcls.data.images import encode_png
 from medcls.data.manifest import load_manifest
 from medcls.model.trust import Trust
 from medcls.registry import list_versions, load_production_model
+from medcls.scoring.drift import MIN_IMAGES
 from tests.helpers import SHARED_DATA, tiny_params, write_params
 
 # Real images of other data sets: CT, MR, nuclear medicine and a segmentation, as pydicom ships them.
@@ -64,7 +65,9 @@ def test_images_of_other_data_sets_are_never_auto_labelled(gated, tmp_path: Path
     for name in OTHER_GRAY:
         shutil.copy(get_testdata_file(name), inbox / name)
     rng = np.random.default_rng(0)
-    for index in range(5):  # colour photographs, to a model of gray images
+    # Colour photographs, to a model of gray images: enough of them for the drift tests without
+    # the chest X-rays of ../shared/data.
+    for index in range(MIN_IMAGES - len(OTHER_GRAY)):
         (inbox / f"colour{index}.png").write_bytes(encode_png(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)))
     for folder in ("chest_xray/test/NORMAL", "chest_xray/test/PNEUMONIA"):
         for path in sorted((SHARED_DATA / folder).glob("*.jpeg"))[:15] if (SHARED_DATA / folder).is_dir() else []:
@@ -72,7 +75,7 @@ def test_images_of_other_data_sets_are_never_auto_labelled(gated, tmp_path: Path
     project = _with_score(gated, confidence_threshold=0.0)
     result = pipeline.score(project, inbox, tmp_path / "out")
     rows = pd.read_csv(result.predictions_path, keep_default_na=False)
-    assert len(rows) >= 13 and not (rows["decision"] == "auto").any(), rows[["path", "reason"]].to_string()
+    assert len(rows) >= MIN_IMAGES and not (rows["decision"] == "auto").any(), rows[["path", "reason"]].to_string()
     assert (rows["decision"] == "out_of_distribution").mean() >= 0.8  # one by one, before the drift alarm
     assert result.report.drifted == 1
     colour = rows[rows["path"].str.contains("colour")]
