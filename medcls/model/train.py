@@ -209,7 +209,7 @@ def probe_speed(cfg: TrainConfig, *, data: TrainingData, seed: int, accelerator)
     with accelerator.scope():
         model = compiled_model(cfg, x, data.n_classes, steps_per_epoch=PROBE_STEPS)
     clock = StepClock()
-    batches = training_dataset(x, y, data.n_classes, cfg, seed).repeat().take(PROBE_WARMUP_STEPS + PROBE_STEPS)
+    batches = training_dataset(x, y, data.n_classes, cfg, seed, batches=PROBE_WARMUP_STEPS + PROBE_STEPS)
     model.fit(batches, epochs=1, shuffle=False, verbose=0, callbacks=[clock])
     batch_sizes = [min(cfg.batch_size, size - start) for start in range(0, size, cfg.batch_size)]
     images = sum(batch_sizes[step % len(batch_sizes)] for step in range(PROBE_WARMUP_STEPS, len(clock.ends)))
