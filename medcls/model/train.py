@@ -358,7 +358,7 @@ def keep_to_budget(budget: Budget, epochs: int, steps_per_epoch: int, schedule):
                 if fit:
                     schedule.compress(step, step + fit * steps_per_epoch)
                     # JAX's compiled step holds the schedule's variables as constants of its trace.
-                    if keras.backend.backend() == "jax":
+                    if keras.config.backend() == "jax":
                         self.model.make_train_function(force=True)
                 logging.getLogger(__name__).warning(
                     "train.time_budget_minutes: epochs take %.0f s, more than planned; training ends after epoch "
