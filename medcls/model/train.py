@@ -360,10 +360,10 @@ def keep_to_budget(budget: Budget, epochs: int, steps_per_epoch: int, schedule):
                     # JAX's compiled step holds the schedule's variables as constants of its trace.
                     if keras.config.backend() == "jax":
                         self.model.make_train_function(force=True)
+                how = "the learning rate's decay compressed into the epochs left" if fit else "no further epoch fits"
                 logging.getLogger(__name__).warning(
                     "train.time_budget_minutes: epochs take %.0f s, more than planned; training ends after epoch "
-                    "%d of %d, the learning rate's decay compressed into the epochs left",
-                    pace, self.last_epoch, epochs,
+                    "%d of %d, %s", pace, self.last_epoch, epochs, how,
                 )  # fmt: skip
             if epoch + 1 >= self.last_epoch:
                 self.model.stop_training = True

@@ -58,41 +58,59 @@ class _Clock:
         return self.now
 
 
-def test_training_slower_than_planned_ends_within_its_budget_annealed(monkeypatch):
-    """A traced training step follows the compressed schedule: with plain SGD and a gradient of 1,
-    each step moves the weight by exactly the learning rate."""
+def _fit_on_the_clock(monkeypatch, budget_seconds: float, planned: int, epoch_seconds: float):
+    """One weight trained with plain SGD and a gradient of 1 (so each step moves it by exactly the
+    learning rate), under `keep_to_budget`, every epoch taking `epoch_seconds` on a stand-in clock;
+    returns the history and the weight after each step."""
     import keras
 
     clock = _Clock()
     monkeypatch.setattr(train_module, "time", clock)
-    steps, planned = 4, 10
-    budget = train_module.Budget(100.0)  # 90 s for epochs at 10 s each: 9 of the 10 planned fit
-    schedule = budgeted_cosine(PEAK, warmup_steps=steps, total_steps=steps * planned)
+    budget = train_module.Budget(budget_seconds)
+    schedule = budgeted_cosine(PEAK, warmup_steps=STEPS, total_steps=STEPS * planned)
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")])
     model.compile(optimizer=keras.optimizers.SGD(schedule), loss=lambda y_true, y_pred: keras.ops.mean(y_pred))
     weights = []
 
-    class EpochTakesTenSeconds(keras.callbacks.Callback):
+    class EpochTakes(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            clock.now += 10.0
+            clock.now += epoch_seconds
 
     class WeightPerStep(keras.callbacks.Callback):
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             weights.append(float(self.model.get_weights()[0][0, 0]))
 
-    keeping = train_module.keep_to_budget(budget, planned, steps, schedule)
+    keeping = train_module.keep_to_budget(budget, planned, STEPS, schedule)
     history = model.fit(
-        np.ones((steps, 1), np.float32), np.zeros((steps, 1), np.float32), batch_size=1, epochs=planned, verbose=0,
-        callbacks=[EpochTakesTenSeconds(), keeping, WeightPerStep()],
+        np.ones((STEPS, 1), np.float32), np.zeros((STEPS, 1), np.float32), batch_size=1, epochs=planned, verbose=0,
+        callbacks=[EpochTakes(), keeping, WeightPerStep()],
     )  # fmt: skip
+    return history, weights
+
+
+STEPS = 4  # per epoch
+
+
+def test_training_slower_than_planned_ends_within_its_budget_annealed(monkeypatch, caplog):
+    """A traced training step follows the compressed schedule."""
+    # 90 s of the 100 s budget for epochs of 10 s each: 9 of the 10 planned fit.
+    history, weights = _fit_on_the_clock(monkeypatch, budget_seconds=100.0, planned=10, epoch_seconds=10.0)
     assert len(history.history["loss"]) == 9
+    assert "training ends after epoch 9 of 10, the learning rate's decay compressed" in caplog.text
     applied = -np.diff([0.0, *weights])  # the learning rate of each step, as the traced step used it
-    warming = PEAK * (WARMUP_START + (1 - WARMUP_START) * np.arange(steps) / steps)
+    warming = PEAK * (WARMUP_START + (1 - WARMUP_START) * np.arange(STEPS) / STEPS)
     # The second epoch as planned (36 steps of decay); after it, the 32 steps left of the decay
     # compressed into the 28 that fit (the first epoch's pace alone compresses nothing).
-    planned_progress = np.arange(steps) / (9 * steps)
-    compressed = planned_progress[-1] + 1 / (9 * steps)
-    progress = np.concatenate([planned_progress, compressed + (1 - compressed) * np.arange(7 * steps) / (7 * steps)])
+    planned_progress = np.arange(STEPS) / (9 * STEPS)
+    compressed = planned_progress[-1] + 1 / (9 * STEPS)
+    progress = np.concatenate([planned_progress, compressed + (1 - compressed) * np.arange(7 * STEPS) / (7 * STEPS)])
     decaying = PEAK * (FINAL_FRACTION + (1 - FINAL_FRACTION) * 0.5 * (1 + np.cos(math.pi * progress)))
     assert applied == pytest.approx(np.concatenate([warming, decaying]), rel=1e-4)
     assert applied[-1] < 1.3 * PEAK * FINAL_FRACTION  # annealed
+
+
+def test_training_stops_at_once_where_no_further_epoch_fits(monkeypatch, caplog):
+    # The first epoch took 60 s of the 90 s for epochs: the next would overrun.
+    history, _ = _fit_on_the_clock(monkeypatch, budget_seconds=100.0, planned=10, epoch_seconds=60.0)
+    assert len(history.history["loss"]) == 1
+    assert "training ends after epoch 1 of 10, no further epoch fits" in caplog.text
