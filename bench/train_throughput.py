@@ -10,10 +10,12 @@ input shape; the network and recipe are the preset's.
 turns on only where a GPU is) on this CPU. `--onednn` compares TensorFlow's oneDNN kernels off and
 on (`TF_ENABLE_ONEDNN_OPTS`, read once at import, so each measurement is a process of its own;
 TensorFlow turns them on by itself only on CPUs with AVX-512), for training and for the forward
-pass that scoring runs.
+pass that scoring runs. `--backend` compares Keras's TensorFlow backend (tf.data input, oneDNN on)
+with its JAX backend (XLA, the Keras PyDataset input medcls uses where TensorFlow may be absent),
+each measurement a process of its own too; JAX must be importable (e.g. on PYTHONPATH).
 
     .venv/bin/python bench/train_throughput.py [--preset bloodmnist] [--size 28] [--widths 32-64-128]
-        [--images 4096] [--repeats 3] [--xla | --onednn]
+        [--images 4096] [--repeats 3] [--xla | --onednn | --backend]
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
+# Settings read once, at import: each measurement of one is a process of its own.
+PROCESS_COMPARISONS = {
+    "onednn": {"oneDNN off": {ONEDNN: "0"}, "oneDNN on": {ONEDNN: "1"}},
+    "backend": {"TensorFlow": {"KERAS_BACKEND": "tensorflow", ONEDNN: "1"}, "JAX": {"KERAS_BACKEND": "jax"}},
+}
 
 
 def main() -> None:
@@ -44,11 +51,12 @@ def main() -> None:
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument("--xla", action="store_true", help="the pipeline with XLA against without")
     modes.add_argument("--onednn", action="store_true", help="oneDNN kernels on against off (child processes)")
-    modes.add_argument("--one-measurement", action="store_true", help=argparse.SUPPRESS)  # an --onednn child
+    modes.add_argument("--backend", action="store_true", help="TensorFlow's backend against JAX's (child processes)")
+    modes.add_argument("--one-measurement", action="store_true", help=argparse.SUPPRESS)  # a child of those two
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if args.onednn:
-        compare_onednn(args)
+    if args.onednn or args.backend:
+        compare_in_processes(args, PROCESS_COMPARISONS["onednn" if args.onednn else "backend"])
         return
     setup = Setup(args, parser)
     if args.one_measurement:
@@ -72,7 +80,7 @@ class Setup:
         import keras
 
         from medcls.config import Params
-        from medcls.model.inputs import training_dataset
+        from medcls.model.inputs import classifier_of, training_dataset
         from medcls.model.network import forward_flops, resolve_stem_stride
         from medcls.model.train import compiled_model
         from medcls.presets import preset_params
@@ -93,11 +101,11 @@ class Setup:
         steps = -(-args.images // cfg.batch_size)
         keras.utils.set_random_seed(0)
         self.args, self.cfg, self.shape = args, cfg, x.shape[1:]
-        self.pipeline_model = compiled_model(cfg, x, n_classes, steps)
-        self.other_model = compiled_model(cfg, x, n_classes, steps)
+        self.pipeline_model = compiled_model(cfg, x, n_classes, steps, seed=0)
+        self.other_model = compiled_model(cfg, x, n_classes, steps, seed=0)
         self.dataset = training_dataset(x, y, n_classes, cfg, seed=0)
         self.x_float, self.y_onehot = x.astype(np.float32), np.eye(n_classes, dtype=np.float32)[y]
-        self.step_flops = 3 * forward_flops(self.pipeline_model)
+        self.step_flops = 3 * forward_flops(classifier_of(self.pipeline_model))
 
     def through_pipeline(self) -> None:
         self.pipeline_model.fit(self.dataset, epochs=self.args.epochs, shuffle=False, verbose=0)
@@ -126,10 +134,17 @@ class Setup:
         return self.args.images * self.args.epochs / (time.perf_counter() - started)
 
     def measure_once(self) -> dict[str, float]:
-        """Training and forward-pass images/s in this process, after a traced warm-up of each."""
-        self.through_pipeline()
+        """Training and forward-pass images/s in this process, after a traced warm-up of each.
+        Training's epochs are timed inside one `fit` after its first: under JAX, Keras 3.15 fails
+        a second `fit` of a model whose optimizer averages the weights (a donated buffer)."""
+        import keras
+
+        epoch_ends: list[float] = []
+        clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: epoch_ends.append(time.perf_counter()))
+        self.pipeline_model.fit(self.dataset, epochs=1 + self.args.epochs, shuffle=False, verbose=0, callbacks=[clock])
+        training = self.args.images * self.args.epochs / (epoch_ends[-1] - epoch_ends[0])
         self.predict()
-        return {"training": self.rate(self.through_pipeline), "forward pass": self.rate(self.predict),
+        return {"training": training, "forward pass": self.rate(self.predict),
                 "step_flops": self.step_flops, "heading": self.heading()}  # fmt: skip
 
     def heading(self) -> str:
@@ -142,18 +157,19 @@ class Setup:
         )
 
 
-def compare_onednn(args: argparse.Namespace) -> None:
-    """Each measurement a fresh process with oneDNN off, then on, alternating."""
+def compare_in_processes(args: argparse.Namespace, settings: dict[str, dict[str, str]]) -> None:
+    """Each measurement a fresh process with the first setting's environment, then the second's,
+    alternating."""
     child = [sys.executable, __file__, "--one-measurement", "--preset", args.preset, "--widths", args.widths]
     child += ["--images", str(args.images), "--epochs", str(args.epochs), "--repeats", str(args.repeats)]
     child += ["--size", str(args.size)] if args.size else []
     rates: dict[str, list[float]] = {}
     for _ in range(args.repeats):
-        for setting in ("0", "1"):
-            done = subprocess.run(child, env=os.environ | {ONEDNN: setting}, capture_output=True, text=True, check=True)
+        for name, environment in settings.items():
+            done = subprocess.run(child, env=os.environ | environment, capture_output=True, text=True, check=True)
             measured = json.loads(done.stdout.strip().splitlines()[-1])
             for kind in ("training", "forward pass"):
-                rates.setdefault(f"{kind}, oneDNN {'on' if setting == '1' else 'off'}", []).append(measured[kind])
+                rates.setdefault(f"{kind}, {name}", []).append(measured[kind])
     print(measured["heading"])
     for kind in ("training", "forward pass"):
         report({name: values for name, values in rates.items() if name.startswith(kind)},

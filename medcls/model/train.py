@@ -25,7 +25,12 @@ from medcls.catalog import ModelFiles
 from medcls.config import TrainConfig, flatten
 from medcls.data.preprocess import load_contract, load_split
 from medcls.model.calibration import fit_temperature, predict_logits
-from medcls.model.inputs import evaluation_dataset, training_dataset
+from medcls.model.inputs import (
+    classifier_of,
+    evaluation_dataset,
+    training_dataset,
+    training_model,
+)
 from medcls.model.network import (
     build_classifier,
     epoch_average_momentum,
@@ -153,14 +158,19 @@ def training_schedule(cfg: TrainConfig, steps_per_epoch: int):
     return budgeted_cosine(cfg.learning_rate, warmup, steps_per_epoch * cfg.epochs)
 
 
-def compiled_model(cfg: TrainConfig, x_train: np.ndarray, n_classes: int, steps_per_epoch: int, schedule=None):
+def compiled_model(
+    cfg: TrainConfig, x_train: np.ndarray, n_classes: int, steps_per_epoch: int, *, seed: int, schedule=None
+):
+    """The model `fit` trains (`training_model`: under backends other than TensorFlow's, with the
+    augmentation ahead of the classifier; `classifier_of` gives the classifier), compiled."""
     import keras
 
     sample = x_train[:: max(1, len(x_train) // 2000)].astype(np.float64) / 255.0
     mean, variance = sample.mean(axis=(0, 1, 2)), sample.var(axis=(0, 1, 2))
-    model = build_classifier(cfg, x_train.shape[1:], n_classes, mean.tolist(), variance.tolist())
+    network = build_classifier(cfg, x_train.shape[1:], n_classes, mean.tolist(), variance.tolist())
     averaging = epoch_average_momentum(steps_per_epoch)
-    set_batchnorm_momentum(model, cfg.batchnorm_momentum or averaging)
+    set_batchnorm_momentum(network, cfg.batchnorm_momentum or averaging)
+    model = training_model(network, cfg, seed)
     schedule = schedule or training_schedule(cfg, steps_per_epoch)
     common = {"weight_decay": cfg.weight_decay, "use_ema": cfg.average_weights, "ema_momentum": averaging}
     if cfg.optimizer == "sgd":
@@ -207,7 +217,7 @@ def probe_speed(cfg: TrainConfig, *, data: TrainingData, seed: int, accelerator)
     size = min(len(data.x_train), PROBE_STEPS * cfg.batch_size)
     x, y = data.x_train[:size], data.y_train[:size]
     with accelerator.scope():
-        model = compiled_model(cfg, x, data.n_classes, steps_per_epoch=PROBE_STEPS)
+        model = compiled_model(cfg, x, data.n_classes, steps_per_epoch=PROBE_STEPS, seed=seed)
     clock = StepClock()
     batches = training_dataset(x, y, data.n_classes, cfg, seed, batches=PROBE_WARMUP_STEPS + PROBE_STEPS)
     model.fit(batches, epochs=1, shuffle=False, verbose=0, callbacks=[clock])
@@ -295,7 +305,7 @@ def _fit(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget: B
     steps_per_epoch = -(-len(data.x_train) // cfg.batch_size)
     with accelerator.scope():
         schedule = training_schedule(cfg, steps_per_epoch)
-        model = compiled_model(cfg, data.x_train, data.n_classes, steps_per_epoch, schedule)
+        model = compiled_model(cfg, data.x_train, data.n_classes, steps_per_epoch, seed=seed, schedule=schedule)
 
     class EpochCurves(mlflow.keras.MlflowCallback):
         """Per-epoch metrics as `epoch_<name>`: `val_auc` etc. stay the final evaluation's."""
@@ -329,7 +339,7 @@ def _fit(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget: B
     losses = values["val_loss"]
     # Where the budget stopped training before any epoch could be kept, the model is the last one.
     first_kept = min(stopper.start_from_epoch, len(losses) - 1)
-    return Fitted(plan, model, values, first_kept + int(np.argmin(losses[first_kept:])), seconds)
+    return Fitted(plan, classifier_of(model), values, first_kept + int(np.argmin(losses[first_kept:])), seconds)
 
 
 def keep_to_budget(budget: Budget, epochs: int, steps_per_epoch: int, schedule):

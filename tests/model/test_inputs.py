@@ -1,5 +1,6 @@
-"""The training input: acquisition-shift augmentation changes intensities, never shapes or range;
-the batches without tf.data (the JAX and torch backends) carry the same augmentation."""
+"""The training input: augmentation changes intensities or orientation, never shapes or range, and
+only in training; under the backends without tf.data (JAX, torch) the same layers run inside the
+training step ahead of the network, which stays the model that is saved."""
 
 from __future__ import annotations
 
@@ -8,13 +9,7 @@ import pytest
 
 from medcls.config import TrainConfig
 from medcls.model import inputs
-from medcls.model.inputs import acquisition_shift, acquisition_shift_arrays, augmentation, training_dataset
-
-# acquisition_shift in both forms: TensorFlow's (in tf.data) and NumPy's (without tf.data)
-SHIFTS = {
-    "tf.data": acquisition_shift,
-    "arrays": lambda images, cfg: acquisition_shift_arrays(np.asarray(images), cfg, np.random.default_rng(0)),
-}
+from medcls.model.inputs import augmentation, classifier_of, training_dataset, training_model
 
 
 def _config(**augment) -> TrainConfig:
@@ -27,11 +22,8 @@ def _gradient_images(count: int = 8, side: int = 16) -> np.ndarray:
     return np.repeat(ramp[None, :, :, None], count, axis=0)
 
 
-@pytest.fixture(params=list(SHIFTS))
-def shift(request):
-    if request.param == "tf.data" and not inputs.uses_tf_data():
-        pytest.skip("tf.data runs under TensorFlow's backend only")
-    return SHIFTS[request.param]
+def _augmented(images: np.ndarray, **augment) -> np.ndarray:
+    return np.asarray(augmentation(_config(**augment), seed=0)(images, training=True))
 
 
 @pytest.fixture(params=[True, False], ids=["tf.data", "PyDataset"])
@@ -43,16 +35,21 @@ def tf_data(request, monkeypatch):
     return request.param
 
 
-def test_without_options_the_images_pass_unchanged(shift):
+def test_without_options_the_images_pass_unchanged():
     images = _gradient_images()
-    cfg = _config()
-    out = shift(augmentation(cfg, seed=0)(images, training=True), cfg)
-    np.testing.assert_allclose(np.asarray(out), images)
+    np.testing.assert_allclose(_augmented(images), images)
 
 
-def test_gamma_bends_each_images_intensities_within_its_bounds(shift):
+def test_outside_training_nothing_changes():
+    images = _gradient_images()
+    everything = {"rotation_degrees": 10.0, "gamma": 0.5, "noise": 0.05, "blur_sigma": 1.0, "quarter_turns": True}
+    out = augmentation(_config(**everything), seed=0)(images, training=False)  # as in validation, prediction
+    np.testing.assert_array_equal(np.asarray(out), images)
+
+
+def test_gamma_bends_each_images_intensities_within_its_bounds():
     images = _gradient_images(64)
-    out = np.asarray(shift(images, _config(gamma=0.5)))
+    out = _augmented(images, gamma=0.5)
     middle = images[0, 0, 8, 0] / 255.0  # one mid-gray pixel per image
     lowest, highest = 255 * middle ** np.exp(0.5), 255 * middle ** np.exp(-0.5)
     assert (out[:, 0, 8, 0] >= lowest - 1e-3).all() and (out[:, 0, 8, 0] <= highest + 1e-3).all()
@@ -61,25 +58,35 @@ def test_gamma_bends_each_images_intensities_within_its_bounds(shift):
     np.testing.assert_allclose(out[:, :, [0, -1]], images[:, :, [0, -1]], atol=1e-3)  # black and white stay
 
 
-def test_noise_and_blur_change_pixels_but_not_shape_or_range(shift):
+def test_noise_and_blur_change_pixels_but_not_shape_or_range():
     images = _gradient_images(32)
-    cfg = _config(noise=0.05, blur_sigma=1.5)
-    out = np.asarray(shift(augmentation(cfg, seed=0)(images, training=True), cfg))
+    out = _augmented(images, noise=0.05, blur_sigma=1.5)
     assert out.shape == images.shape and out.min() >= 0 and out.max() <= 255
     assert np.abs(out - images).mean() > 1
 
 
-def test_a_training_batch_carries_them(tf_data):
+def test_quarter_turns_are_exact_and_all_four_occur():
+    image = np.arange(3 * 5 * 5, dtype=np.float32).reshape(5, 5, 3)  # no symmetry
+    out = _augmented(np.repeat(image[None], 32, axis=0), quarter_turns=True)
+    turns = [next(k for k in range(4) if np.array_equal(turned, np.rot90(image, k))) for turned in out]
+    assert sorted(set(turns)) == [0, 1, 2, 3]
+    oblong = np.zeros((4, 5, 6, 1), np.float32) + np.arange(6, dtype=np.float32)[:, None]
+    np.testing.assert_array_equal(_augmented(oblong, quarter_turns=True), oblong)  # only square images turn
+
+
+def test_a_training_batch_is_augmented_by_the_pipeline_or_by_the_model(tf_data):
     x = _gradient_images(16).astype(np.uint8)
     cfg = _config(gamma=0.3, blur_sigma=1.0, noise=0.02)
     batch, labels, _ = next(iter(training_dataset(x, np.arange(16) % 2, 2, cfg, seed=0)))
     assert tuple(batch.shape) == (8, 16, 16, 1) and tuple(labels.shape) == (8, 2)
     assert float(np.asarray(batch).max()) <= 255
+    changed = not np.allclose(np.asarray(batch), x[:8])  # the gradient images are all alike
+    assert changed == tf_data
 
 
 def test_without_tf_data_each_epoch_is_a_new_order_of_every_image_once():
     x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
-    batches = inputs.keras_batches(x, np.eye(10, dtype=np.float32), np.ones(10, np.float32), 4, 0, lambda i, _: i)
+    batches = inputs.keras_batches(x, np.eye(10, dtype=np.float32), np.ones(10, np.float32), 4, 0, shuffle=True)
 
     def one_epoch():
         epoch = [batches[index][0].ravel() for index in range(len(batches))]
@@ -99,9 +106,12 @@ def test_a_network_trains_on_either_pipeline(tf_data):
     x = np.concatenate([np.zeros((16, 8, 8, 1)), np.full((16, 8, 8, 1), 255.0)]).astype(np.uint8)
     y = np.repeat([0, 1], 16)
     cfg = _config(gamma=0.2, noise=0.01, quarter_turns=True)
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
-                              keras.layers.Dense(2, activation="softmax")])  # fmt: skip
+    network = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
+                                keras.layers.Dense(2, activation="softmax")])  # fmt: skip
+    model = training_model(network, cfg, seed=0)
+    assert classifier_of(model) is network and (model is network) == tf_data
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="categorical_crossentropy", metrics=["accuracy"])
     model.fit(training_dataset(x, y, 2, cfg, seed=0), epochs=5, shuffle=False, verbose=0)
     _, accuracy = model.evaluate(inputs.evaluation_dataset(x, y, 2, batch_size=8), verbose=0)
     assert accuracy == 1.0
+    np.testing.assert_array_equal(model.predict(x, verbose=0), network.predict(x, verbose=0))
