@@ -11,7 +11,7 @@ the stage itself: the epochs are fixed (no probe, plan or budget), so that the d
 CPU run's recipe, step for step.
 
     KERAS_BACKEND=jax python bench/device_training.py ../shared/data/bloodmnist.npz --preset bloodmnist
-        --size 28 --widths 32-64-128 --epochs 28 [--target-accuracy 0.9509] [--limit N] [--out result.json]
+        --size 28 --widths 32-64-128 --epochs 30 [--target-accuracy 0.9492] [--limit N] [--out result.json]
 
 Where TensorFlow, Keras or pydantic are missing (a GPU machine's image), carry wheels of keras,
 namex, optree, pydantic, pydantic-core, annotated-types and typing-inspection (BENCHMARKS.md,
