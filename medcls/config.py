@@ -230,6 +230,9 @@ class TrainConfig(_Section):
     # augmentation, each on an equal share of the budget (medcls.model.search); the best on
     # validation becomes the model, every candidate a nested MLflow run.
     search: bool = False
+    # A candidate replaces the planned network only where a paired test on the validation images
+    # finds its calibrated log loss lower at this level (Bonferroni over the candidates).
+    search_significance: float = Field(0.05, gt=0.0, lt=1.0)
     experiment: str = Field("medcls", min_length=1)
 
 

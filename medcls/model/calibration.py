@@ -20,12 +20,18 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     """Temperature scaling (Guo et al. 2017): the T > 0 minimising the negative log-likelihood of
     softmax(logits / T) on held-out data. It changes confidences, never the predicted class."""
     from scipy.optimize import minimize_scalar
-    from scipy.special import log_softmax
 
     def nll(log_t: float) -> float:
-        return -log_softmax(logits / np.exp(log_t), axis=1)[np.arange(len(y)), y].mean()
+        return per_image_nll(logits, y, float(np.exp(log_t))).mean()
 
     return float(np.exp(minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded").x))
+
+
+def per_image_nll(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Each image's negative log-likelihood of its label under softmax(logits / temperature)."""
+    from scipy.special import log_softmax
+
+    return -log_softmax(logits / temperature, axis=1)[np.arange(len(y)), y]
 
 
 def expected_calibration_error(y: np.ndarray, probabilities: np.ndarray, bins: int) -> float:

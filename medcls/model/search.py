@@ -2,10 +2,15 @@
 equal share of the time budget and compared on validation only (the test split stays unread).
 
 The candidates vary what the data decides best and no default can know: the network's width, the
-input resolution its first stage sees, and how strongly the images are augmented.
+input resolution its first stage sees, and how strongly the images are augmented. A candidate
+replaces the planned network only where validation shows it better beyond chance: on a few hundred
+validation images the candidates' mean losses differ by noise, and the lowest of them alone picked
+a different winner in each of three runs of the same search (BENCHMARKS.md).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from medcls.config import AugmentConfig, TrainConfig
 
@@ -48,3 +53,23 @@ def search_candidates(cfg: TrainConfig, planned: TrainConfig) -> dict[str, Train
         name: cfg.model_copy(update=same_network | variations[name])
         for name in candidate_names(planned.stem_stride)[1:]
     }
+
+
+def improvement_p_value(challenger_nll: np.ndarray, planned_nll: np.ndarray) -> float:
+    """One-sided paired t-test, on the same validation images, that the challenger's calibrated
+    log loss is lower than the planned network's (1 where they do not differ at all)."""
+    from scipy.stats import ttest_rel
+
+    if np.array_equal(challenger_nll, planned_nll):
+        return 1.0
+    return float(ttest_rel(challenger_nll, planned_nll, alternative="less").pvalue)
+
+
+def choose_candidate(nll: dict[str, np.ndarray], significance: float) -> tuple[str, dict[str, float]]:
+    """The search's winner and each challenger's p-value: the planned network, unless challengers
+    beat it at `significance` (Bonferroni over the challengers); then the one of those with the
+    lowest mean loss. `nll`: each candidate's per-image validation log loss, the planned first."""
+    planned = nll[PLANNED]
+    p_values = {name: improvement_p_value(losses, planned) for name, losses in nll.items() if name != PLANNED}
+    better = [name for name, p in p_values.items() if p < significance / len(p_values)]
+    return min(better, key=lambda name: float(nll[name].mean()), default=PLANNED), p_values

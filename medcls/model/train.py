@@ -24,7 +24,7 @@ import pandas as pd
 from medcls.catalog import ModelFiles
 from medcls.config import TrainConfig, flatten
 from medcls.data.preprocess import load_contract, load_split
-from medcls.model.calibration import fit_temperature, predict_logits
+from medcls.model.calibration import fit_temperature, per_image_nll, predict_logits
 from medcls.model.inputs import (
     classifier_of,
     evaluation_dataset,
@@ -41,7 +41,7 @@ from medcls.model.network import (
 )
 from medcls.model.plan import EPOCH_SHARE, TrainingPlan, plan_training, widths_label
 from medcls.model.schedule import budgeted_cosine, epochs_that_fit
-from medcls.model.search import PLANNED, candidate_names, search_candidates
+from medcls.model.search import PLANNED, candidate_names, choose_candidate, search_candidates
 from medcls.runtime import configure_accelerator
 from medcls.support.files import staged_dir, write_json, write_table
 from medcls.support.tracking import ensure_experiment
@@ -250,38 +250,52 @@ class Fitted:
         return self.plan.resolved() | ({"resolved.train.search_winner": self.candidate} if searched else {})
 
     def validation(self) -> dict[str, float]:
-        """The best epoch's validation loss (what candidates are compared on), AUC and accuracy."""
+        """The best epoch's validation loss (training's, label smoothing included), AUC and accuracy."""
         return {name: self.history[f"val_{key}"][self.best_epoch] for name, key in VALIDATION_FIGURES.items()}
-
-    def validation_loss(self) -> float:
-        return self.validation()["val_loss"]
 
 
 def _search(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget: Budget) -> Fitted:
     """Train the planned network, then the search's candidates around it, each a nested run on an
-    equal share of what is left of the budget; the best on validation wins."""
+    equal share of what is left of the budget; a candidate wins only where validation shows it
+    better than the planned network beyond chance (`search.choose_candidate`)."""
     import mlflow
 
-    def trial(name: str, candidate: TrainConfig, trials_left: int) -> Fitted:
+    def trial(name: str, candidate: TrainConfig, trials_left: int) -> tuple[Fitted, np.ndarray]:
         with mlflow.start_run(run_name=f"search-{name}", nested=True):
             fitted = _fit(candidate, data, seed, accelerator, Budget(budget.seconds_left() / trials_left))
+            nll = validation_nll(fitted.model, data)
             mlflow.log_params({"search.candidate": name, **flatten({"train": fitted.plan.cfg.model_dump(mode="json")})})
-            mlflow.log_metrics(fitted.validation() | {"train_seconds": fitted.seconds})
-        return dataclasses.replace(fitted, candidate=name)
+            mlflow.log_metrics(fitted.validation() | {"val_nll": float(nll.mean()), "train_seconds": fitted.seconds})
+        return dataclasses.replace(fitted, candidate=name), nll
 
     # The planned network's share assumes the most candidates there can be (a strided stem adds one).
     most = len(candidate_names(resolve_stem_stride(cfg, data.x_train.shape[1]).stem_stride))
-    best = trial(PLANNED, cfg, most)
-    scores = {PLANNED: best.validation()}
-    others = search_candidates(cfg, best.plan.cfg)
-    for index, (name, candidate) in enumerate(others.items()):
-        fitted = trial(name, candidate, len(others) - index)
-        scores[name] = fitted.validation()
-        best = min(best, fitted, key=Fitted.validation_loss)  # only the best so far stays in memory
-    mlflow.log_metrics({f"search.val_loss.{name}": figures["val_loss"] for name, figures in scores.items()})
-    figures = {name: ", ".join(f"{key} {value:.4f}" for key, value in v.items()) for name, v in scores.items()}
-    logging.getLogger(__name__).info("train.search: %s wins on validation %s", best.candidate, figures)
-    return best
+    planned, planned_nll = trial(PLANNED, cfg, most)
+    others = search_candidates(cfg, planned.plan.cfg)
+    trials = {PLANNED: (planned, planned_nll)} | {
+        name: trial(name, candidate, len(others) - index) for index, (name, candidate) in enumerate(others.items())
+    }
+    winner, p_values = choose_candidate({name: nll for name, (_, nll) in trials.items()}, cfg.search_significance)
+    mlflow.log_metrics(
+        {f"search.val_nll.{name}": float(nll.mean()) for name, (_, nll) in trials.items()}
+        | {f"search.p_value.{name}": p for name, p in p_values.items()}
+    )
+    figures = {
+        name: f"val nll {nll.mean():.4f}" + (f" (p {p_values[name]:.3g})" if name in p_values else "")
+        for name, (_, nll) in trials.items()
+    }
+    logging.getLogger(__name__).info(
+        "train.search: %s wins (a candidate needs p < %g / %d against planned); validation %s",
+        winner, cfg.search_significance, len(p_values), figures,
+    )  # fmt: skip
+    return trials[winner][0]
+
+
+def validation_nll(model, data: TrainingData) -> np.ndarray:
+    """Each validation image's log loss under the model as it would be kept: its temperature
+    fitted on the same images, as the stage does after training."""
+    logits = predict_logits(model, data.x_val)
+    return per_image_nll(logits, data.y_val, fit_temperature(logits, data.y_val))
 
 
 def _fit(cfg: TrainConfig, data: TrainingData, seed: int, accelerator, budget: Budget) -> Fitted:
