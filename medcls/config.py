@@ -227,8 +227,8 @@ class TrainConfig(_Section):
     early_stopping_patience: PositiveInt = 10
     augment: AugmentConfig = AugmentConfig()
     # true: also train a wider network, one with a finer first stage and one with stronger
-    # augmentation, each on an equal share of the budget (medcls.model.search); the best on
-    # validation becomes the model, every candidate a nested MLflow run.
+    # augmentation, each on an equal share of the budget (medcls.model.search), every candidate a
+    # nested MLflow run; one becomes the model only where validation shows it better beyond chance.
     search: bool = False
     # A candidate replaces the planned network only where a paired test on the validation images
     # finds its calibrated log loss lower at this level (Bonferroni over the candidates).
